@@ -1,0 +1,20 @@
+/* it_env.h - what an integration test needs to know about the shared test stack.
+ *
+ * tests/support/stack.sh writes KEY=VALUE lines to the file named by $INTEGRAL_IT_ENV:
+ *   REDIS_HOST, REDIS_PORT, REDIS_CONF (to restart it), REDIS_CLI_ARGS,
+ *   KAFKA_BROKERS (bootstrap list of the embedded Kafka), IT_DIR (a scratch folder).
+ * The same file is `source`-able by shell tests. */
+#ifndef INTEGRAL_IT_ENV_H
+#define INTEGRAL_IT_ENV_H
+
+/* Returns the value of key in the stack's env file (borrowed, valid until exit). Aborts the
+ * test with a clear message when the file or the key is missing: a test cannot go on. */
+const char *it_env(const char *key);
+
+/* it_env(key) as an int. */
+int it_env_int(const char *key);
+
+/* Runs a shell command, returns its exit status (or -1); logs the command. */
+int it_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
