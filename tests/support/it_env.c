@@ -32,8 +32,10 @@ static void load(void)
         if (!eq || line[0] == '#')
             continue;
         *eq = '\0';
-        snprintf(entries[n_entries].key, sizeof entries[n_entries].key, "%s", line);
-        snprintf(entries[n_entries].value, sizeof entries[n_entries].value, "%s", eq + 1);
+        if (strlen(line) >= sizeof entries[0].key || strlen(eq + 1) >= sizeof entries[0].value)
+            continue; /* no key or value the stack writes is that long */
+        memcpy(entries[n_entries].key, line, strlen(line) + 1);
+        memcpy(entries[n_entries].value, eq + 1, strlen(eq + 1) + 1);
         n_entries++;
     }
     fclose(f);

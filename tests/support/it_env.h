@@ -1,7 +1,7 @@
 /* it_env.h - what an integration test needs to know about the shared test stack.
  *
  * tests/support/stack.sh writes KEY=VALUE lines to the file named by $INTEGRAL_IT_ENV:
- *   REDIS_HOST, REDIS_PORT, REDIS_CONF (to restart it), REDIS_CLI_ARGS,
+ *   REDIS_HOST, REDIS_PORT, REDIS_CONF (to restart it), DEVBROKER_HTTP_PORT,
  *   KAFKA_BROKERS (bootstrap list of the embedded Kafka), IT_DIR (a scratch folder).
  * The same file is `source`-able by shell tests. */
 #ifndef INTEGRAL_IT_ENV_H

@@ -1,0 +1,778 @@
+/* redis_uv.c - hiredis 0.14.1 async on libuv, and a self-healing client on top. See redis_uv.h.
+ *
+ * What hiredis 0.14.1 does that this file is built around (read from its async.c and measured,
+ * shared/notes/event-loop.md section 2):
+ *  - a failed connect calls onConnect(REDIS_ERR) and nothing else; a lost connection runs every
+ *    pending reply callback with NULL, then ev.cleanup, then onDisconnect (only if it had
+ *    connected). Either way the context is freed as soon as that returns, so a new context is
+ *    made for every attempt, and whichever of those callbacks comes first forgets the pointer;
+ *  - redisAsyncFree() from inside a reply callback is deferred until the callback returns
+ *    (REDIS_IN_CALLBACK), but from inside onConnect/onDisconnect it frees a context that hiredis
+ *    is still using. So we free a context only from our own timers, from user code outside
+ *    hiredis, or from reply callbacks - never from onConnect/onDisconnect;
+ *  - there is no redisAsyncSetTimeout: a watchdog timer compares the oldest command's send time
+ *    (a FIFO, replies come in order) and the connect start with the limits;
+ *  - a command with no argument trips an assert in __redisAsyncCommand and SUBSCRIBE or
+ *    MONITOR change how replies map to callbacks, so commands are formatted here, checked, then
+ *    handed over with redisAsyncFormattedCommand.
+ * User callbacks may close the client anywhere; the client itself is freed only in the close
+ * callback of its last libuv handle, when no hiredis or user frame can be on the stack. */
+#include "redis_uv.h"
+
+#include "log.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define DEFAULT_COMMAND_TIMEOUT_MS 2000
+#define DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define DEFAULT_RECONNECT_MIN_MS 100
+#define DEFAULT_RECONNECT_MAX_MS 5000
+#define DEFAULT_MAX_PENDING 16384
+
+/* ------------------------------------------------------------------------------------------
+ * Adapter: hiredis ev hooks on a uv_poll_t
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    redisAsyncContext *ac; /* NULL once hiredis called cleanup: the context is being freed */
+    uv_poll_t poll;
+    int events; /* UV_READABLE | UV_WRITABLE that hiredis asked for */
+    redis_uv_closed_cb closed_cb;
+    void *arg;
+} redis_uv_events_t;
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    redis_uv_events_t *p = handle->data;
+
+    /* The hiredis 1.0 fix (upstream 9ce15c4): on a socket error libuv stops the handle and
+     * reports status UV_EBADF with no events. 0.14.1 returned here, so hiredis never saw a
+     * refused connect. Run the handlers we were registered for: they find the error. */
+    int ev = status ? p->events : events;
+
+    if (p->ac && (ev & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac && (ev & UV_WRITABLE)) /* the read may have freed the context */
+        redisAsyncHandleWrite(p->ac);
+}
+
+/* uv_poll_start fails only on a closing handle or bad arguments, neither of which hiredis can
+ * cause: it stops calling the hooks once it has called cleanup. */
+static void update_poll(redis_uv_events_t *p)
+{
+    if (p->events)
+        uv_poll_start(&p->poll, p->events, on_poll);
+    else
+        uv_poll_stop(&p->poll);
+}
+
+static void ev_add_read(void *privdata)
+{
+    redis_uv_events_t *p = privdata;
+    p->events |= UV_READABLE;
+    update_poll(p);
+}
+
+static void ev_del_read(void *privdata)
+{
+    redis_uv_events_t *p = privdata;
+    p->events &= ~UV_READABLE;
+    update_poll(p);
+}
+
+static void ev_add_write(void *privdata)
+{
+    redis_uv_events_t *p = privdata;
+    p->events |= UV_WRITABLE;
+    update_poll(p);
+}
+
+static void ev_del_write(void *privdata)
+{
+    redis_uv_events_t *p = privdata;
+    p->events &= ~UV_WRITABLE;
+    update_poll(p);
+}
+
+static void on_poll_closed(uv_handle_t *handle)
+{
+    redis_uv_events_t *p = handle->data;
+    redis_uv_closed_cb closed_cb = p->closed_cb;
+    void *arg = p->arg;
+    free(p);
+    if (closed_cb)
+        closed_cb(arg);
+}
+
+/* Called by hiredis while it frees the context (the context itself is freed right after). */
+static void ev_cleanup(void *privdata)
+{
+    redis_uv_events_t *p = privdata;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->poll, on_poll_closed);
+}
+
+int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, redis_uv_closed_cb closed_cb,
+                    void *arg)
+{
+    if (ac->ev.data || ac->ev.cleanup)
+        return UV_EEXIST;
+    if (ac->c.fd < 0)
+        return UV_EBADF;
+    redis_uv_events_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return UV_ENOMEM;
+    int rc = uv_poll_init_socket(loop, &p->poll, ac->c.fd);
+    if (rc) {
+        free(p); /* 0.14.1's adapter leaked it here */
+        return rc;
+    }
+    p->ac = ac;
+    p->poll.data = p;
+    p->closed_cb = closed_cb;
+    p->arg = arg;
+
+    ac->ev.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Client
+ * ---------------------------------------------------------------------------------------- */
+
+/* One command in flight: 24 bytes, as redis_uv.h promises per max_pending slot. Only user
+ * commands are here; the client's own PING and FUNCTION LOADs are told apart by their hiredis
+ * callback (on_internal_reply), so each on_reply pops exactly its own slot. */
+typedef struct {
+    redis_reply_cb cb;
+    void *data;
+    uint64_t sent_ms; /* uv_now() when queued */
+} pending_t;
+
+/* What an internal command was, passed to hiredis as privdata. */
+enum {
+    INTERNAL_SETUP_PING = 1, /* setup when there is no library: READY when answered */
+    INTERNAL_SETUP_LOAD,     /* FUNCTION LOAD before READY */
+    INTERNAL_LIVE_LOAD,      /* FUNCTION LOAD of a library added while READY */
+};
+
+struct redis_client_s {
+    uv_loop_t *loop;
+    redis_client_options_t opts; /* defaults applied; opts.host is our copy */
+    redis_state_t state;
+
+    redisAsyncContext *ac; /* the live context; NULL between attempts and once it is going */
+    bool ac_ready;         /* ac answered its setup: READY (or CLOSED and draining) */
+    unsigned setup_left;   /* setup replies ac still owes before READY */
+    uint64_t attempt_start_ms;
+    unsigned attempts; /* connect attempts made */
+    unsigned failures; /* failed attempts since the last READY: the backoff exponent */
+    uint64_t rng;      /* xorshift64 state for the jitter */
+
+    uv_timer_t retry_timer; /* the next connect attempt (also the first one) */
+    uv_timer_t watchdog;    /* connect and command timeouts */
+    unsigned adapters;      /* adapter handles not yet closed (at most 1 live + closing ones) */
+    unsigned timers_open;   /* 2 until the client is finally closing */
+    bool timers_closing;
+
+    pending_t *pending; /* ring of max_pending slots */
+    size_t pending_head, pending_count;
+
+    char *libs[REDIS_CLIENT_MAX_LIBRARIES];
+    size_t n_libs;
+
+    redis_close_cb close_cb;
+    void *close_data;
+    redis_client_stats_t stats;
+    char errstr[256];
+};
+
+static void start_attempt(redis_client_t *c);
+static void watchdog_rearm(redis_client_t *c);
+
+const char *redis_client_strerror(int err)
+{
+    switch (err) {
+    case REDIS_CLIENT_OK:
+        return "success";
+    case REDIS_CLIENT_EINVAL:
+        return "invalid argument or command";
+    case REDIS_CLIENT_ENOMEM:
+        return "out of memory";
+    case REDIS_CLIENT_ENOTREADY:
+        return "redis client not ready";
+    case REDIS_CLIENT_EFULL:
+        return "too many redis commands in flight";
+    case REDIS_CLIENT_EFORMAT:
+        return "bad redis command format";
+    case REDIS_CLIENT_ECLOSED:
+        return "redis client closed";
+    }
+    return "unknown error";
+}
+
+const char *redis_state_name(redis_state_t state)
+{
+    switch (state) {
+    case REDIS_STATE_CONNECTING:
+        return "connecting";
+    case REDIS_STATE_READY:
+        return "ready";
+    case REDIS_STATE_RECONNECTING:
+        return "reconnecting";
+    case REDIS_STATE_CLOSED:
+        return "closed";
+    }
+    return "unknown";
+}
+
+static void set_errstr(redis_client_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_errstr(redis_client_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errstr, sizeof c->errstr, fmt, ap);
+    va_end(ap);
+}
+
+/* Moves to state and reports it. The callback may close the client (except from CLOSED), so
+ * callers do this last and re-check state afterwards if they go on. */
+static void set_state(redis_client_t *c, redis_state_t state, const char *reason)
+{
+    assert(c->state != state && c->state != REDIS_STATE_CLOSED);
+    assert(state != REDIS_STATE_CONNECTING);
+    c->state = state;
+    if (!c->opts.on_state)
+        return;
+    char copy[sizeof c->errstr]; /* reason must survive a close from inside the callback */
+    snprintf(copy, sizeof copy, "%s", reason);
+    c->opts.on_state(c, state, copy, c->opts.data);
+}
+
+/* hiredis keeps the text of a context's error in c.errstr; ac->errstr is only synced later. */
+static const char *context_reason(const redisAsyncContext *ac)
+{
+    return ac->c.err && ac->c.errstr[0] ? ac->c.errstr : "connection lost";
+}
+
+/* Retry delay: reconnect_min_ms doubled per failure, capped at reconnect_max_ms, plus up to
+ * 25% random jitter so that many clients do not reconnect in step. */
+static uint64_t backoff_ms(redis_client_t *c)
+{
+    uint64_t delay = c->opts.reconnect_min_ms;
+    for (unsigned i = 0; i < c->failures && delay < c->opts.reconnect_max_ms; i++)
+        delay *= 2;
+    if (delay > c->opts.reconnect_max_ms)
+        delay = c->opts.reconnect_max_ms;
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return delay + c->rng % (delay / 4 + 1);
+}
+
+static void maybe_finish(redis_client_t *c);
+
+/* ------------------------------------------------------------------------------------------
+ * Connection lifecycle
+ * ---------------------------------------------------------------------------------------- */
+
+static void on_retry(uv_timer_t *timer)
+{
+    start_attempt(container_of(timer, redis_client_t, retry_timer));
+}
+
+/* An attempt failed or a connection was lost (c->ac already forgotten): schedule the next one
+ * and report RECONNECTING if that is news. reason is copied. */
+static void attempt_failed(redis_client_t *c, const char *reason)
+{
+    set_errstr(c, "%s", reason);
+    uv_timer_stop(&c->watchdog);
+    if (c->state == REDIS_STATE_CLOSED)
+        return;
+    uint64_t delay = backoff_ms(c);
+    c->failures++;
+    uv_timer_start(&c->retry_timer, on_retry, delay, 0);
+    log_debug("redis %s:%d: %s; retry in %llu ms", c->opts.host, c->opts.port, c->errstr,
+              (unsigned long long)delay);
+    if (c->state != REDIS_STATE_RECONNECTING)
+        set_state(c, REDIS_STATE_RECONNECTING, c->errstr);
+}
+
+/* The live context is going: hiredis is tearing it down (a connect, read or write error; the
+ * first of its callbacks to tell us lands here) or we are about to free it. Forget it first,
+ * so that nothing of ours touches it again, then fail the attempt. */
+static void conn_lost(redis_client_t *c, const char *reason)
+{
+    c->ac = NULL;
+    c->ac_ready = false;
+    c->setup_left = 0;
+    attempt_failed(c, reason);
+}
+
+/* Drops the live context ourselves. Pending commands then fail with NULL, from inside
+ * redisAsyncFree or, when called from a reply callback, right after that callback returns.
+ * reason must not be c->errstr. */
+static void drop_context(redis_client_t *c, const char *reason)
+{
+    redisAsyncContext *ac = c->ac;
+    conn_lost(c, reason);
+    redisAsyncFree(ac);
+}
+
+static void become_ready(redis_client_t *c)
+{
+    assert(c->state != REDIS_STATE_CLOSED); /* closing drops a context that is not READY */
+    c->ac_ready = true;
+    c->failures = 0;
+    watchdog_rearm(c); /* from the connect deadline to the command deadlines */
+    set_state(c, REDIS_STATE_READY, "connected");
+}
+
+/* Replies to the client's own PING and FUNCTION LOADs. */
+static void on_internal_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redis_client_t *c = ac->data;
+    redisReply *reply = r;
+    int kind = (int)(uintptr_t)privdata;
+
+    if (c->ac != ac)
+        return; /* a context we already forgot, failing its commands on the way out */
+    if (!reply) {
+        conn_lost(c, context_reason(ac));
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char reason[sizeof c->errstr];
+        snprintf(reason, sizeof reason, "%s failed: %s",
+                 kind == INTERNAL_SETUP_PING ? "PING" : "FUNCTION LOAD", reply->str);
+        drop_context(c, reason); /* deferred by hiredis until we return */
+        return;
+    }
+    if (kind != INTERNAL_LIVE_LOAD && --c->setup_left == 0)
+        become_ready(c);
+}
+
+static int queue_load(redis_client_t *c, const char *lib, int kind)
+{
+    return redisAsyncCommand(c->ac, on_internal_reply, (void *)(uintptr_t)kind,
+                             "FUNCTION LOAD REPLACE %s", lib);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    redis_client_t *c = ac->data;
+    /* On REDIS_ERR hiredis frees ac right after this returns: forget it, never free it. */
+    if (status != REDIS_OK && c->ac == ac)
+        conn_lost(c, context_reason(ac));
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    redis_client_t *c = ac->data;
+    if (c->ac == ac) /* else we dropped it ourselves and know why */
+        conn_lost(c, status == REDIS_OK ? "disconnected" : context_reason(ac));
+}
+
+static void on_adapter_closed(void *arg)
+{
+    redis_client_t *c = arg;
+    c->adapters--;
+    maybe_finish(c);
+}
+
+/* A new context for every attempt: hiredis cannot reconnect one. Queues the setup commands
+ * at once (hiredis sends them when the connect completes); READY comes with their replies. */
+static void start_attempt(redis_client_t *c)
+{
+    assert(!c->ac && c->pending_count == 0 && c->state != REDIS_STATE_CLOSED);
+    if (c->attempts++ > 0)
+        c->stats.reconnects++;
+
+    redisAsyncContext *ac = redisAsyncConnect(c->opts.host, c->opts.port);
+    if (!ac) {
+        attempt_failed(c, "out of memory");
+        return;
+    }
+    if (ac->err) { /* e.g. refused at once: never connected, so this frees with no callback */
+        char reason[sizeof c->errstr];
+        snprintf(reason, sizeof reason, "%s", ac->c.errstr);
+        redisAsyncFree(ac);
+        attempt_failed(c, reason);
+        return;
+    }
+    int rc = redis_uv_attach(ac, c->loop, on_adapter_closed, c);
+    if (rc) {
+        redisAsyncFree(ac);
+        attempt_failed(c, uv_strerror(rc));
+        return;
+    }
+    c->adapters++;
+    ac->data = c;
+    c->ac = ac;
+    c->ac_ready = false;
+    c->attempt_start_ms = uv_now(c->loop);
+    redisAsyncSetConnectCallback(ac, on_connect); /* arms the write watcher */
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+
+    int failed = 0;
+    if (c->n_libs == 0) {
+        failed = redisAsyncCommand(ac, on_internal_reply, (void *)(uintptr_t)INTERNAL_SETUP_PING,
+                                   "PING") != REDIS_OK;
+        c->setup_left = 1;
+    } else {
+        for (size_t i = 0; i < c->n_libs && !failed; i++)
+            failed = queue_load(c, c->libs[i], INTERNAL_SETUP_LOAD) != REDIS_OK;
+        c->setup_left = (unsigned)c->n_libs;
+    }
+    if (failed) { /* only a failed malloc while formatting */
+        drop_context(c, "out of memory");
+        return;
+    }
+    watchdog_rearm(c);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Watchdog
+ * ---------------------------------------------------------------------------------------- */
+
+/* The next instant the live context must have progressed by: READY before the connect
+ * deadline, then the oldest command answered before its own. */
+static bool watchdog_deadline(const redis_client_t *c, uint64_t *deadline)
+{
+    if (!c->ac)
+        return false;
+    if (!c->ac_ready) {
+        *deadline = c->attempt_start_ms + c->opts.connect_timeout_ms;
+        return true;
+    }
+    if (c->pending_count) {
+        *deadline = c->pending[c->pending_head].sent_ms + c->opts.command_timeout_ms;
+        return true;
+    }
+    return false;
+}
+
+static void on_watchdog(uv_timer_t *timer)
+{
+    redis_client_t *c = container_of(timer, redis_client_t, watchdog);
+    uint64_t deadline;
+    if (!watchdog_deadline(c, &deadline))
+        return;
+    if (uv_now(c->loop) < deadline) { /* the command it was armed for got its reply */
+        watchdog_rearm(c);
+        return;
+    }
+    char reason[64];
+    if (c->ac_ready)
+        snprintf(reason, sizeof reason, "command timed out after %u ms",
+                 c->opts.command_timeout_ms);
+    else
+        snprintf(reason, sizeof reason, "connect timed out after %u ms",
+                 c->opts.connect_timeout_ms);
+    c->stats.timeouts++;
+    drop_context(c, reason);
+}
+
+static void watchdog_rearm(redis_client_t *c)
+{
+    uint64_t deadline, now = uv_now(c->loop);
+    uv_timer_stop(&c->watchdog);
+    if (watchdog_deadline(c, &deadline))
+        uv_timer_start(&c->watchdog, on_watchdog, deadline > now ? deadline - now : 0, 0);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Closing
+ * ---------------------------------------------------------------------------------------- */
+
+static void client_free(redis_client_t *c)
+{
+    for (size_t i = 0; i < c->n_libs; i++)
+        free(c->libs[i]);
+    free(c->pending);
+    free((char *)c->opts.host);
+    free(c);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    redis_client_t *c = handle->data;
+    if (--c->timers_open > 0)
+        return;
+    if (c->close_cb)
+        c->close_cb(c, c->close_data);
+    client_free(c);
+}
+
+/* Once closed and every context and adapter handle is gone, closes the timers; the last timer
+ * close callback frees the client. */
+static void maybe_finish(redis_client_t *c)
+{
+    if (c->state != REDIS_STATE_CLOSED || c->ac || c->adapters > 0 || c->timers_closing)
+        return;
+    c->timers_closing = true;
+    uv_close((uv_handle_t *)&c->retry_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->watchdog, on_timer_closed);
+}
+
+void redis_client_close(redis_client_t *c, redis_close_cb close_cb, void *data)
+{
+    assert(c->state != REDIS_STATE_CLOSED && "redis_client_close called twice");
+    bool drain = c->state == REDIS_STATE_READY && c->pending_count > 0;
+    c->close_cb = close_cb;
+    c->close_data = data;
+    uv_timer_stop(&c->retry_timer);
+    set_errstr(c, "client closed");
+    set_state(c, REDIS_STATE_CLOSED, "client closed");
+    /* A READY connection answers what is in flight (on_reply drops it when the last reply is
+     * in, the watchdog if Redis is too slow); anything else goes now. */
+    if (c->ac && !drain)
+        drop_context(c, "client closed");
+    maybe_finish(c);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Public API
+ * ---------------------------------------------------------------------------------------- */
+
+int redis_client_new(redis_client_t **out, uv_loop_t *loop, const redis_client_options_t *opts)
+{
+    if (!out || !loop || !opts || !opts->host || !opts->host[0] || opts->port < 1 ||
+        opts->port > 65535)
+        return REDIS_CLIENT_EINVAL;
+
+    redis_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return REDIS_CLIENT_ENOMEM;
+    c->opts = *opts;
+    if (!c->opts.command_timeout_ms)
+        c->opts.command_timeout_ms = DEFAULT_COMMAND_TIMEOUT_MS;
+    if (!c->opts.connect_timeout_ms)
+        c->opts.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (!c->opts.reconnect_min_ms)
+        c->opts.reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    if (!c->opts.reconnect_max_ms)
+        c->opts.reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    if (c->opts.reconnect_max_ms < c->opts.reconnect_min_ms) /* e.g. only min set, above 5 s */
+        c->opts.reconnect_max_ms = c->opts.reconnect_min_ms;
+    if (!c->opts.max_pending)
+        c->opts.max_pending = DEFAULT_MAX_PENDING;
+
+    c->opts.host = strdup(opts->host);
+    c->pending = calloc(c->opts.max_pending, sizeof *c->pending);
+    if (!c->opts.host || !c->pending) {
+        free((char *)c->opts.host);
+        free(c->pending);
+        free(c);
+        return REDIS_CLIENT_ENOMEM;
+    }
+    c->loop = loop;
+    c->state = REDIS_STATE_CONNECTING;
+    c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
+
+    /* uv_timer_init cannot fail. */
+    uv_timer_init(loop, &c->retry_timer);
+    uv_timer_init(loop, &c->watchdog);
+    c->retry_timer.data = c;
+    c->watchdog.data = c;
+    c->timers_open = 2;
+    uv_timer_start(&c->retry_timer, on_retry, 0, 0); /* first attempt on the next iteration */
+    *out = c;
+    return 0;
+}
+
+int redis_client_add_function_library(redis_client_t *c, const char *lua_code)
+{
+    if (!c || !lua_code || strncmp(lua_code, "#!", 2) != 0)
+        return REDIS_CLIENT_EINVAL;
+    if (c->state == REDIS_STATE_CLOSED)
+        return REDIS_CLIENT_ECLOSED;
+    if (c->n_libs >= REDIS_CLIENT_MAX_LIBRARIES)
+        return REDIS_CLIENT_EINVAL;
+    char *copy = strdup(lua_code);
+    if (!copy)
+        return REDIS_CLIENT_ENOMEM;
+    c->libs[c->n_libs++] = copy;
+
+    if (!c->ac)
+        return 0; /* the next attempt loads it */
+    /* Connected or connecting: load it on this context too; before READY it joins the setup
+     * (hiredis queues it behind the others, even before the TCP connect completes). */
+    int kind = c->ac_ready ? INTERNAL_LIVE_LOAD : INTERNAL_SETUP_LOAD;
+    if (queue_load(c, copy, kind) != REDIS_OK) {
+        drop_context(c, "out of memory");
+        return 0; /* registered all the same: the next attempt loads it */
+    }
+    if (kind == INTERNAL_SETUP_LOAD)
+        c->setup_left++;
+    return 0;
+}
+
+/* Argument i of a command formatted by hiredis ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"). */
+static bool command_arg(const char *cmd, size_t len, int i, const char **arg, size_t *arglen)
+{
+    const char *p = cmd, *end = cmd + len;
+    char *next;
+    if (p >= end || *p != '*')
+        return false;
+    long argc = strtol(p + 1, &next, 10);
+    if (i >= argc)
+        return false;
+    p = next + 2;
+    for (int k = 0; k <= i; k++) {
+        if (p >= end || *p != '$')
+            return false;
+        long n = strtol(p + 1, &next, 10);
+        p = next + 2;
+        if (n < 0 || p + n + 2 > end)
+            return false;
+        *arg = p;
+        *arglen = (size_t)n;
+        p += n + 2;
+    }
+    return true;
+}
+
+static bool arg_is(const char *arg, size_t len, const char *word)
+{
+    return strlen(word) == len && strncasecmp(arg, word, len) == 0;
+}
+
+/* Commands that break one reply per command: pub/sub and MONITOR push replies nobody asked
+ * for, replication streams one, CLIENT REPLY OFF|SKIP suppresses them, HELLO 3 switches to
+ * RESP3 that 0.14 cannot parse. */
+static bool command_refused(const char *cmd, size_t len)
+{
+    static const char *const refused[] = {"subscribe",   "psubscribe",   "ssubscribe",
+                                          "unsubscribe", "punsubscribe", "sunsubscribe",
+                                          "monitor",     "sync",         "psync"};
+    const char *name, *arg;
+    size_t name_len, arg_len;
+    if (!command_arg(cmd, len, 0, &name, &name_len))
+        return true; /* no command name: hiredis would assert */
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (arg_is(name, name_len, refused[i]))
+            return true;
+    if (arg_is(name, name_len, "client"))
+        return command_arg(cmd, len, 1, &arg, &arg_len) && arg_is(arg, arg_len, "reply");
+    if (arg_is(name, name_len, "hello"))
+        return command_arg(cmd, len, 1, &arg, &arg_len) && !arg_is(arg, arg_len, "2");
+    return false;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redis_client_t *c = ac->data;
+    redisReply *reply = r;
+
+    if (!reply && c->ac == ac) /* hiredis is tearing ac down: say so before failing commands */
+        conn_lost(c, context_reason(ac));
+
+    assert(c->pending_count > 0);
+    pending_t p = c->pending[c->pending_head];
+    c->pending_head = (c->pending_head + 1) % c->opts.max_pending;
+    c->pending_count--;
+    if (!reply)
+        c->stats.failed++;
+    if (p.cb)
+        p.cb(c, reply, p.data);
+
+    /* Closed while READY: the connection goes once the last reply is in. */
+    if (c->state == REDIS_STATE_CLOSED && c->ac == ac && c->pending_count == 0)
+        drop_context(c, "client closed");
+}
+
+/* Takes a formatted command (freed by the caller). */
+static int submit(redis_client_t *c, redis_reply_cb cb, void *data, const char *cmd, size_t len)
+{
+    int rc = 0;
+    if (command_refused(cmd, len))
+        rc = REDIS_CLIENT_EINVAL;
+    else if (c->state != REDIS_STATE_READY)
+        rc = REDIS_CLIENT_ENOTREADY;
+    else if (c->pending_count >= c->opts.max_pending)
+        rc = REDIS_CLIENT_EFULL;
+    else if (redisAsyncFormattedCommand(c->ac, on_reply, NULL, cmd, len) != REDIS_OK)
+        rc = REDIS_CLIENT_ENOTREADY; /* the context is disconnecting */
+    if (rc) {
+        c->stats.refused++;
+        return rc;
+    }
+    size_t tail = (c->pending_head + c->pending_count) % c->opts.max_pending;
+    c->pending[tail] = (pending_t){cb, data, uv_now(c->loop)};
+    c->pending_count++;
+    c->stats.sent++;
+    if (!uv_is_active((uv_handle_t *)&c->watchdog))
+        watchdog_rearm(c);
+    return 0;
+}
+
+static int refuse(redis_client_t *c, int rc)
+{
+    c->stats.refused++;
+    return rc;
+}
+
+int redis_client_command(redis_client_t *c, redis_reply_cb cb, void *data, const char *fmt, ...)
+{
+    if (!c || !fmt)
+        return REDIS_CLIENT_EINVAL;
+    if (c->state == REDIS_STATE_CLOSED)
+        return refuse(c, REDIS_CLIENT_ECLOSED);
+    char *cmd;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0) /* -2: bad format, -1: out of memory */
+        return refuse(c, len == -2 ? REDIS_CLIENT_EFORMAT : REDIS_CLIENT_ENOMEM);
+    int rc = submit(c, cb, data, cmd, (size_t)len);
+    free(cmd);
+    return rc;
+}
+
+int redis_client_command_argv(redis_client_t *c, redis_reply_cb cb, void *data, int argc,
+                              const char **argv, const size_t *argvlen)
+{
+    if (!c || !argv || argc < 1)
+        return c ? refuse(c, REDIS_CLIENT_EINVAL) : REDIS_CLIENT_EINVAL;
+    if (c->state == REDIS_STATE_CLOSED)
+        return refuse(c, REDIS_CLIENT_ECLOSED);
+    char *cmd;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0)
+        return refuse(c, REDIS_CLIENT_ENOMEM);
+    int rc = submit(c, cb, data, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return rc;
+}
+
+redis_state_t redis_client_state(const redis_client_t *c)
+{
+    return c->state;
+}
+
+const char *redis_client_errstr(const redis_client_t *c)
+{
+    return c->errstr;
+}
+
+void redis_client_stats(const redis_client_t *c, redis_client_stats_t *out)
+{
+    *out = c->stats;
+}

@@ -1,0 +1,124 @@
+/* cluster.c - librdkafka's mock cluster as a development Kafka. See cluster.h.
+ *
+ * Facts from shared/notes/kafka-devbroker.md that shape this file: ports are ephemeral and
+ * there is no port option in 2.0.2; the Admin API cannot create topics on the mock (its
+ * controller id does not exist), so topics are created here with rd_kafka_mock_topic_create;
+ * the mock's threads must not receive SIGINT/SIGTERM, so they are created with the signals
+ * blocked and inherit that mask. */
+#include "cluster.h"
+
+#include "config.h"
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PARTITIONS_MAX 10000
+
+int cluster_parse_topics(const char *spec, cluster_topic_t *topics, int max, char *err,
+                         size_t errlen)
+{
+    char buf[4096];
+    char *items[CLUSTER_TOPICS_MAX];
+    snprintf(buf, sizeof buf, "%s", spec);
+    int n = config_split_list(buf, items, max < CLUSTER_TOPICS_MAX ? max : CLUSTER_TOPICS_MAX);
+    if (n <= 0) {
+        snprintf(err, errlen, "broker.topics: %s", n == 0 ? "no topic given" : "too many topics");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        char *colon = strrchr(items[i], ':');
+        char *end = NULL;
+        long partitions = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == items[i] || *end != '\0' || partitions < 1 ||
+            partitions > PARTITIONS_MAX || (size_t)(colon - items[i]) >= sizeof topics[i].name) {
+            snprintf(err, errlen,
+                     "broker.topics: \"%s\" is not name:partitions with 1..%d partitions",
+                     items[i], PARTITIONS_MAX);
+            return -1;
+        }
+        *colon = '\0';
+        snprintf(topics[i].name, sizeof topics[i].name, "%s", items[i]);
+        topics[i].partitions = (int)partitions;
+    }
+    return n;
+}
+
+static rd_kafka_t *owner_new(bool debug, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (debug && rd_kafka_conf_set(conf, "debug", "mock,broker", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (!rk)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+int cluster_start(cluster_t *cluster, int n_brokers, const cluster_topic_t *topics,
+                  int n_topics, bool debug, char *err, size_t errlen)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    cluster->rk = owner_new(debug, err, errlen);
+    cluster->mock = cluster->rk ? rd_kafka_mock_cluster_new(cluster->rk, n_brokers) : NULL;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!cluster->mock) {
+        if (cluster->rk) {
+            snprintf(err, errlen, "cannot create the mock cluster");
+            rd_kafka_destroy(cluster->rk);
+        }
+        return -1;
+    }
+    int replication = n_brokers < 3 ? n_brokers : 3;
+    for (int i = 0; i < n_topics; i++) {
+        rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(cluster->mock, topics[i].name,
+                                                              topics[i].partitions, replication);
+        if (rerr) {
+            snprintf(err, errlen, "cannot create topic %s: %s", topics[i].name,
+                     rd_kafka_err2str(rerr));
+            cluster_stop(cluster);
+            return -1;
+        }
+    }
+    cluster->bootstraps = rd_kafka_mock_cluster_bootstraps(cluster->mock);
+    return 0;
+}
+
+int cluster_write_bootstrap_file(const cluster_t *cluster, const char *path)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "%s\n", cluster->bootstraps);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return -e;
+    }
+    return 0;
+}
+
+void cluster_stop(cluster_t *cluster)
+{
+    if (cluster->mock)
+        rd_kafka_mock_cluster_destroy(cluster->mock);
+    if (cluster->rk)
+        rd_kafka_destroy(cluster->rk);
+    cluster->mock = NULL;
+    cluster->rk = NULL;
+    cluster->bootstraps = NULL;
+}
