@@ -301,14 +301,29 @@ void config_free(const config_section_t *sections, size_t n_sections)
             }
 }
 
+/* Writes text for a Markdown table cell: '|' would end the cell, so it is escaped. */
+static void write_cell(FILE *out, const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p == '|')
+            fputc('\\', out);
+        fputc(*p, out);
+    }
+}
+
 static void write_bounds(FILE *out, const config_key_t *key)
 {
-    if (key->type == CONFIG_INT || key->type == CONFIG_DOUBLE)
+    if (key->type == CONFIG_INT) {
+        fprintf(out, "%.0f .. %.0f", key->min, key->max);
+    } else if (key->type == CONFIG_DOUBLE) {
         fprintf(out, "%g .. %g", key->min, key->max);
-    else if (key->type == CONFIG_STRING && key->choices)
-        fprintf(out, "one of `%s`", key->choices);
-    else if (key->type == CONFIG_STRING)
+    } else if (key->type == CONFIG_STRING && key->choices) {
+        fprintf(out, "one of `");
+        write_cell(out, key->choices);
+        fprintf(out, "`");
+    } else if (key->type == CONFIG_STRING) {
         fprintf(out, "≤ %.0f chars", string_max(key));
+    }
 }
 
 void config_write_doc(FILE *out, const config_section_t *sections, size_t n_sections)
@@ -320,10 +335,19 @@ void config_write_doc(FILE *out, const config_section_t *sections, size_t n_sect
             const config_key_t *key = &sections[s].keys[k];
             char env[128];
             config_env_name(key->name, env, sizeof env);
-            fprintf(out, "| `%s` | `%s` | %s | `%s` | ", key->name, env, type_name(key->type),
-                    key->def);
+            fprintf(out, "| `%s` | `%s` | %s | ", key->name, env, type_name(key->type));
+            if (key->def[0]) {
+                fprintf(out, "`");
+                write_cell(out, key->def);
+                fprintf(out, "`");
+            } else {
+                fprintf(out, "(empty)");
+            }
+            fprintf(out, " | ");
             write_bounds(out, key);
-            fprintf(out, " | %s |\n", key->help);
+            fprintf(out, " | ");
+            write_cell(out, key->help);
+            fprintf(out, " |\n");
         }
     }
 }

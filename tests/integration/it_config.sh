@@ -42,3 +42,9 @@ for bin in "$BIN"/integral-*; do
     fi
     ok "$name: bad configurations are refused with one line naming the key"
 done
+
+# config/README.md is generated from the binaries' own key tables: it must be current.
+"$INTEGRAL_SOURCE_DIR/config/make-readme.sh" "$BIN" >"$WORK/README.md"
+diff -u "$INTEGRAL_SOURCE_DIR/config/README.md" "$WORK/README.md" ||
+    fail "config/README.md is stale: run config/make-readme.sh $BIN > config/README.md"
+ok "config/README.md documents every key of every binary"
