@@ -520,11 +520,13 @@ static ssize_t client_response(client_t *cl, char *out, size_t cap, bool head)
         if (end) {
             size_t hlen = (size_t)(end - cl->buf) + 4;
             size_t body = 0;
-            int status = atoi(cl->buf + 9);
-            char saved = cl->buf[hlen - 1];
-            cl->buf[hlen - 1] = '\0';
-            char *cl_hdr = strcasestr(cl->buf, "\r\ncontent-length:");
-            cl->buf[hlen - 1] = saved;
+            /* The buffer is not NUL-terminated: parse the head from a terminated copy. */
+            char head_text[8192];
+            size_t copy = hlen < sizeof head_text ? hlen : sizeof head_text - 1;
+            memcpy(head_text, cl->buf, copy);
+            head_text[copy] = '\0';
+            int status = copy > 9 ? atoi(head_text + 9) : 0;
+            char *cl_hdr = strcasestr(head_text, "\r\ncontent-length:");
             if (cl_hdr && !head && status >= 200 && status != 204 && status != 304)
                 body = (size_t)strtoul(cl_hdr + 17, NULL, 10);
             while (cl->len < hlen + body)
