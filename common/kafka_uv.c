@@ -150,12 +150,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     c->stats.rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info("kafka consumer: assigned %d partition(s)", parts->cnt);
+        bool later = c->handlers.on_assign && !c->closing &&
+                     c->handlers.on_assign(c, parts, c->data) == KAFKA_ASSIGN_LATER;
+        if (later)
+            return; /* the group waits for kafka_consumer_assign */
         if (coop)
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rerr = rd_kafka_assign(rk, parts);
-        if (!error && !rerr && c->handlers.on_assign && !c->closing)
-            c->handlers.on_assign(c, parts, c->data);
     } else {
         log_info("kafka consumer: revoking %d partition(s) (%s)", parts->cnt,
                  rd_kafka_err2name(err));
@@ -416,6 +418,24 @@ rd_kafka_resp_err_t kafka_consumer_seek(kafka_consumer_t *c, const char *topic, 
     }
     rd_kafka_topic_partition_list_destroy(list);
     return rc;
+}
+
+rd_kafka_resp_err_t kafka_consumer_assign(kafka_consumer_t *c,
+                                          const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (cooperative(c->rk)) {
+        rd_kafka_error_t *error = rd_kafka_incremental_assign(c->rk, parts);
+        if (error) {
+            rerr = rd_kafka_error_code(error);
+            log_error("kafka consumer: assign: %s", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    } else {
+        rerr = rd_kafka_assign(c->rk, parts);
+    }
+    consumer_serve(c);
+    return rerr;
 }
 
 rd_kafka_resp_err_t kafka_consumer_rewind(kafka_consumer_t *c, const char *topic, int32_t partition, int64_t offset)

@@ -35,11 +35,12 @@ typedef struct {
      * (possibly later, e.g. after an asynchronous effect). Never called with an error message:
      * errors are logged and counted here. */
     void (*on_message)(kafka_consumer_t *c, rd_kafka_message_t *msg, void *data);
-    /* Partitions were assigned (list borrowed). Messages flow once this returns; to position
-     * them first (e.g. from state kept elsewhere) call kafka_consumer_pause here, then
-     * kafka_consumer_seek and kafka_consumer_resume later. Optional. */
-    void (*on_assign)(kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
-                      void *data);
+    /* Partitions are being assigned (list borrowed). Return 0 to have them assigned now, at
+     * the group's committed offsets; or KAFKA_ASSIGN_LATER to assign them yourself with
+     * kafka_consumer_assign once their positions are known (e.g. kept in a database): no
+     * message of theirs is fetched before that, and the group waits. Optional. */
+    int (*on_assign)(kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
+                     void *data);
     /* Partitions are being taken away (list borrowed). After this returns their offsets can no
      * longer be stored: drop or finish in-flight work of these partitions now. Optional. */
     void (*on_revoke)(kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
@@ -60,6 +61,8 @@ int kafka_consumer_new(kafka_consumer_t **out, uv_loop_t *loop, const kafka_conf
                        const kafka_consumer_handlers_t *handlers, void *data, char *err,
                        size_t errlen);
 
+#define KAFKA_ASSIGN_LATER 1
+
 /* Errors: the functions below return RD_KAFKA_RESP_ERR_NO_ERROR (0) or librdkafka's own error
  * code, unchanged (its local errors are negative and broker errors positive, so no sign
  * convention can be layered on top); rd_kafka_err2str() names it. */
@@ -72,6 +75,12 @@ rd_kafka_resp_err_t kafka_consumer_done(kafka_consumer_t *c, const char *topic, 
 /* An effect failed: pauses the partition and seeks back to offset, so it is delivered again
  * from there after kafka_consumer_resume. Messages of this partition already handed out past
  * that offset must not be marked done by the application. */
+/* Assigns partitions whose on_assign returned KAFKA_ASSIGN_LATER, each at the offset in its
+ * element (an offset, RD_KAFKA_OFFSET_BEGINNING, or RD_KAFKA_OFFSET_STORED for the committed
+ * one). parts is borrowed. Call it once per deferred assignment, with those partitions. */
+rd_kafka_resp_err_t kafka_consumer_assign(kafka_consumer_t *c,
+                                          const rd_kafka_topic_partition_list_t *parts);
+
 rd_kafka_resp_err_t kafka_consumer_rewind(kafka_consumer_t *c, const char *topic, int32_t partition,
                           int64_t offset);
 

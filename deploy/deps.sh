@@ -13,7 +13,7 @@ packages=(
     # run
     redis-server
     # independent clients used by the tests and the demo
-    kcat redis-tools curl python3 python3-websockets python3-confluent-kafka
+    kcat redis-tools curl python3 python3-websockets python3-confluent-kafka python3-redis
 )
 if [ "${1:-}" = "--browser" ]; then
     packages+=(chromium nodejs npm)
