@@ -62,6 +62,51 @@ static rd_kafka_t *owner_new(bool debug, char *err, size_t errlen)
     return rk;
 }
 
+typedef struct {
+    rd_kafka_mock_cluster_t *mock;
+    const cluster_topic_t *topic;
+    int replication;
+    rd_kafka_resp_err_t result;
+} topic_job_t;
+
+static void *create_topic(void *arg)
+{
+    topic_job_t *job = arg;
+    job->result = rd_kafka_mock_topic_create(job->mock, job->topic->name, job->topic->partitions,
+                                             job->replication);
+    return NULL;
+}
+
+/* Creates the topics concurrently, one thread each. Measured: one after the other, each
+ * create took ~0.4 s (36 topics: 15 s), because the mock's thread sleeps in poll() and, in
+ * librdkafka 2.0.2, is woken by the first request queued only; requests queued together are
+ * served together. */
+static int create_topics(cluster_t *cluster, const cluster_topic_t *topics, int n_topics,
+                         int replication, char *err, size_t errlen)
+{
+    topic_job_t jobs[CLUSTER_TOPICS_MAX];
+    pthread_t threads[CLUSTER_TOPICS_MAX];
+    int started = 0, rc = 0;
+    for (int i = 0; i < n_topics; i++) {
+        jobs[i] = (topic_job_t){cluster->mock, &topics[i], replication, RD_KAFKA_RESP_ERR_NO_ERROR};
+        if (pthread_create(&threads[i], NULL, create_topic, &jobs[i]) != 0) {
+            create_topic(&jobs[i]); /* no thread to be had: do it here */
+            continue;
+        }
+        threads[started++] = threads[i];
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < n_topics && rc == 0; i++) {
+        if (jobs[i].result) {
+            snprintf(err, errlen, "cannot create topic %s: %s", topics[i].name,
+                     rd_kafka_err2str(jobs[i].result));
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
 int cluster_start(cluster_t *cluster, int n_brokers, const cluster_topic_t *topics,
                   int n_topics, bool debug, char *err, size_t errlen)
 {
@@ -81,16 +126,10 @@ int cluster_start(cluster_t *cluster, int n_brokers, const cluster_topic_t *topi
         }
         return -1;
     }
-    int replication = n_brokers < 3 ? n_brokers : 3;
-    for (int i = 0; i < n_topics; i++) {
-        rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(cluster->mock, topics[i].name,
-                                                              topics[i].partitions, replication);
-        if (rerr) {
-            snprintf(err, errlen, "cannot create topic %s: %s", topics[i].name,
-                     rd_kafka_err2str(rerr));
-            cluster_stop(cluster);
-            return -1;
-        }
+    if (create_topics(cluster, topics, n_topics, n_brokers < 3 ? n_brokers : 3, err, errlen) <
+        0) {
+        cluster_stop(cluster);
+        return -1;
     }
     cluster->bootstraps = rd_kafka_mock_cluster_bootstraps(cluster->mock);
     return 0;
