@@ -88,8 +88,9 @@ start_binary() {
         log "$name already running"
         return
     fi
-    env "$@" setsid "$BUILD/bin/integral-$name" --config "$ROOT/config/$name.json" \
-        </dev/null >"$RUN/$name.out" 2>"$RUN/$name.log" &
+    # From the project root: the configs name their files (rules, model) relative to it.
+    (cd "$ROOT" && exec env "$@" setsid "$BUILD/bin/integral-$name" --config "config/$name.json" \
+        </dev/null >"$RUN/$name.out" 2>"$RUN/$name.log") &
     echo $! >"$RUN/$name.pid"
 }
 

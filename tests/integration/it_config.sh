@@ -38,7 +38,9 @@ for bin in "$BIN"/integral-*; do
     expect_eq 2 "$rc" "$name unknown flag"
     config="$INTEGRAL_SOURCE_DIR/config/${name#integral-}.json"
     if [ -f "$config" ]; then
-        "$bin" --config "$config" --check-config >/dev/null || fail "$config does not validate"
+        # From the project root, as deploy/integral.sh runs it: configs name files relative to it.
+        (cd "$INTEGRAL_SOURCE_DIR" && "$bin" --config "$config" --check-config >/dev/null) ||
+            fail "$config does not validate"
     fi
     ok "$name: bad configurations are refused with one line naming the key"
 done

@@ -1,0 +1,69 @@
+/* store.h - the engine's Redis side: partition claims, state loads and fenced batch writes.
+ *
+ * Key schema (every key of one customer shares the hash tag {c:ID}, so Redis Cluster can
+ * come later; the fenced batch write below spans many slots and so needs one instance now):
+ *   {c:ID}:state    the customer's document (state.h): summary fields readable as JSON
+ *   {a:ID}:state    an agent's document (state, queues, the customer it serves)
+ *   {p:TOPIC:N}:owner     the epoch of the engine that owns partition N of TOPIC
+ *   {p:TOPIC:N}:applied   the next offset of that partition whose effects are not in Redis
+ *
+ * Exactly-once effect: a batch of one partition writes every customer it touched and the
+ * partition's applied offset in one atomic function call, which refuses to write when the
+ * owner epoch is not the caller's (an engine that lost the partition in a rebalance cannot
+ * overwrite its new owner). A new owner claims the partition (epoch + 1) and continues from
+ * the applied offset, so state and offset can never disagree, even after Redis lost its last
+ * second of writes (AOF everysec). */
+#ifndef INTEGRAL_ENGINE_STORE_H
+#define INTEGRAL_ENGINE_STORE_H
+
+#include "redis_uv.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_KEY_MAX 160 /* "{c:" + a 128-byte subject + "}:state" fits */
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_FENCED = -1, /* another engine owns the partition now: drop it */
+    STORE_FAILED = -2, /* no reply (Redis down or timed out) or an unexpected one: the write
+                          may or may not have happened; re-claim and replay */
+    STORE_REFUSED = -3, /* the client refused the command (not ready, queue full) */
+} store_status_t;
+
+/* The Lua source of the "integral" function library, registered on every (re)connect. */
+const char *store_function_library(void);
+
+/* Writes the key of a customer's ({c:ID}:state) or an agent's ({a:ID}:state) document. */
+int store_customer_key(char *out, size_t cap, const char *customer_id);
+int store_agent_key(char *out, size_t cap, const char *agent_id);
+
+/* Claims partition: owner epoch + 1. cb gets STORE_OK with the new epoch and the applied
+ * offset (-1 when nothing was ever applied), or a failure with a reason (borrowed). */
+typedef void (*store_claim_cb)(void *data, int status, int64_t epoch, int64_t applied,
+                               const char *reason);
+int store_claim(redis_client_t *redis, const char *topic, int32_t partition, store_claim_cb cb,
+                void *data);
+
+/* Loads one document: cb gets STORE_OK with the value (borrowed for the call; NULL, 0 when
+ * the key does not exist) or a failure. */
+typedef void (*store_load_cb)(void *data, int status, const char *value, size_t len);
+int store_load(redis_client_t *redis, const char *key, store_load_cb cb, void *data);
+
+/* A batch write under construction. Keys and values are copied in. */
+typedef struct store_write store_write_t;
+
+store_write_t *store_write_new(const char *topic, int32_t partition, int64_t epoch,
+                               int64_t next_offset);
+int store_write_add(store_write_t *w, const char *key, const char *value, size_t len);
+size_t store_write_count(const store_write_t *w);
+size_t store_write_bytes(const store_write_t *w);
+void store_write_free(store_write_t *w);
+
+/* Sends the batch (the write is freed in any case). cb gets STORE_OK, STORE_FENCED or
+ * STORE_FAILED with a reason; it is called exactly once when this returns 0. Returns 0, or
+ * STORE_REFUSED (cb never called). */
+typedef void (*store_write_cb)(void *data, int status, const char *reason);
+int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data);
+
+#endif
