@@ -92,6 +92,7 @@ struct pipeline {
     size_t deliveries_live;
     delivery_t *retry_head;
     bool held;
+    bool joined; /* the group has given this engine its first assignment (possibly empty) */
     uv_check_t seal_check;
     uv_timer_t retry_timer;
     int open_handles;
@@ -497,6 +498,7 @@ int pipeline_on_assign(kafka_consumer_t *c, const rd_kafka_topic_partition_list_
                        void *data)
 {
     pipeline_t *p = data;
+    p->joined = true;
     for (int i = 0; i < parts->cnt; i++) {
         partition_t *part = partition_get(p, parts->elems[i].partition);
         if (!part) {
@@ -984,6 +986,10 @@ bool pipeline_ready(const pipeline_t *p, const char **why)
 {
     if (redis_client_state(p->opts.redis) != REDIS_STATE_READY) {
         *why = "redis not ready";
+        return false;
+    }
+    if (!p->joined) {
+        *why = "joining the consumer group";
         return false;
     }
     for (int i = 0; i < PARTITIONS_MAX; i++) {

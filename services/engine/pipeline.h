@@ -108,7 +108,8 @@ int pipeline_send_alert(pipeline_t *p, batch_t *batch, const char *key, const ch
 typedef void (*pipeline_each_cb)(const doc_ops_t *ops, void *doc, void *data);
 void pipeline_each_document(pipeline_t *p, pipeline_each_cb cb, void *data);
 
-/* True while every assigned partition is claimed and Redis is ready; why says what is not. */
+/* True once the group assigned this engine its partitions, every one is claimed, and Redis is
+ * ready; why says what is not. */
 bool pipeline_ready(const pipeline_t *p, const char **why);
 
 /* Work not yet acknowledged: events queued, batches not complete, deliveries in flight. */
