@@ -87,6 +87,8 @@ struct pipeline {
     size_t queued;
     item_t *free_items;
     size_t n_free_items;
+    partition_t *open_parts[PARTITIONS_MAX]; /* partitions with an open batch, to seal */
+    int n_open;
     uint64_t next_batch_id;
     size_t batches_live;
     size_t deliveries_live;
@@ -536,8 +538,8 @@ void pipeline_on_revoke(kafka_consumer_t *c, const rd_kafka_topic_partition_list
 
 static batch_t *open_batch(pipeline_t *p, partition_t *part)
 {
-    if (!part->open)
-        part->open = batch_new(p, part);
+    if (!part->open && (part->open = batch_new(p, part)) != NULL)
+        p->open_parts[p->n_open++] = part;
     return part->open;
 }
 
@@ -755,17 +757,18 @@ static void pump(pipeline_t *p)
         p->queued--;
         batch_t *b = it->batch;
         partition_t *part = b->partition;
-        uint32_t generation = part ? part->generation : 0;
+        uint32_t generation = part->generation; /* queued items' batches are never orphans */
         p->applying_produced_ms = it->produced_ms;
         apply_item(p, it);
-        it->entry->pins--;
+        bool resynced = part->generation != generation;
+        if (!resynced)
+            it->entry->pins--; /* after a re-sync the entry is gone with its partition */
         item_release(p, it);
         b->queued--;
-        /* apply_item may have re-synced the partition (its batches are orphans now). */
-        if (part && part->generation == generation)
-            batch_progress(b);
+        if (resynced)
+            batch_release_if_orphan(b); /* detached by the re-sync */
         else
-            batch_release_if_orphan(b);
+            batch_progress(b);
     }
     update_hold(p);
     cache_trim(&p->cache);
@@ -850,11 +853,18 @@ void pipeline_on_message(kafka_consumer_t *c, rd_kafka_message_t *m, void *data)
 
 void pipeline_flush(pipeline_t *p)
 {
-    for (int i = 0; i < PARTITIONS_MAX; i++) {
-        partition_t *part = p->partitions[i];
-        if (!part || !part->open)
-            continue;
+    /* A partition is in the list once per open batch; one forgotten meanwhile (revoked,
+     * re-synced) has no open batch any more. The list is copied first: sealing runs callbacks
+     * that could, in principle, open new batches. */
+    partition_t *sealing[PARTITIONS_MAX];
+    int n = p->n_open;
+    memcpy(sealing, p->open_parts, (size_t)n * sizeof *sealing);
+    p->n_open = 0;
+    for (int i = 0; i < n; i++) {
+        partition_t *part = sealing[i];
         batch_t *b = part->open;
+        if (!b)
+            continue;
         part->open = NULL;
         b->sealed = true;
         batch_progress(b);
