@@ -4,7 +4,8 @@
  * Stop order (SIGINT/SIGTERM): hold the consumer, seal the open batches and wait (up to
  * kafka.drain_timeout_ms) until everything in flight is acknowledged, so that Redis and the
  * committed offsets are current; then close the consumer (leaves the group), drain the
- * producer, close the pipeline and the Redis client. */
+ * producer, close the Redis client (pending replies fail into the pipeline), and last the
+ * pipeline. */
 #include "agents.h"
 #include "customers.h"
 #include "engine.h"
@@ -184,22 +185,23 @@ static int start(service_t *svc)
  * Stop: each step's callback starts the next one.
  * ---------------------------------------------------------------------------------------- */
 
-static void on_redis_closed(redis_client_t *c, void *data)
-{
-    engine_t *e = data;
-    e->redis = NULL;
-    customers_close(e);
-    service_stopped(e->svc);
-}
-
 static void on_pipeline_closed(void *data)
 {
     engine_t *e = data;
     e->pipeline = NULL;
-    if (e->redis)
-        redis_client_close(e->redis, on_redis_closed, e);
+    customers_close(e);
+    service_stopped(e->svc);
+}
+
+/* Last: Redis's pending replies (and their failures) have reached the pipeline by now. */
+static void on_redis_closed(redis_client_t *c, void *data)
+{
+    engine_t *e = data;
+    e->redis = NULL;
+    if (e->pipeline)
+        pipeline_close(e->pipeline, on_pipeline_closed, e);
     else
-        on_redis_closed(NULL, e);
+        on_pipeline_closed(e);
 }
 
 static void on_producer_closed(void *data)
@@ -207,9 +209,11 @@ static void on_producer_closed(void *data)
     engine_t *e = data;
     e->producer = NULL;
     if (e->pipeline)
-        pipeline_close(e->pipeline, on_pipeline_closed, e);
+        pipeline_detach_producer(e->pipeline);
+    if (e->redis)
+        redis_client_close(e->redis, on_redis_closed, e);
     else
-        on_pipeline_closed(e);
+        on_redis_closed(NULL, e);
 }
 
 static void on_consumer_closed(void *data)
@@ -217,6 +221,8 @@ static void on_consumer_closed(void *data)
     engine_t *e = data;
     e->consumer = NULL;
     metrics_gauge_fn(e->svc->metrics, "integral_engine_consumer_lag", NULL, NULL, NULL, NULL);
+    if (e->pipeline)
+        pipeline_attach_consumer(e->pipeline, NULL);
     if (e->producer)
         kafka_producer_close(e->producer, on_producer_closed, e);
     else

@@ -323,7 +323,9 @@ static void batch_progress(batch_t *b)
         if (!part->head)
             part->tail = NULL;
         rd_kafka_resp_err_t err =
-            kafka_consumer_done(p->consumer, p->opts.topic, part->id, done->last_offset);
+            p->consumer ? kafka_consumer_done(p->consumer, p->opts.topic, part->id,
+                                              done->last_offset)
+                        : RD_KAFKA_RESP_ERR__STATE;
         if (err)
             log_warn("engine: cannot store offset %lld of partition %d: %s",
                      (long long)done->last_offset, (int)part->id, rd_kafka_err2str(err));
@@ -405,7 +407,8 @@ static void partition_resync(pipeline_t *p, partition_t *part, const char *why)
     if (why)
         log_warn("engine: partition %d: %s; re-reading it from Redis's applied offset",
                  (int)part->id, why);
-    kafka_consumer_pause(p->consumer, p->opts.topic, part->id);
+    if (p->consumer)
+        kafka_consumer_pause(p->consumer, p->opts.topic, part->id);
     partition_forget(p, part);
     part->state = PARTITION_RESYNCING;
     part->retry_at_ms = now_ms(p) + CLAIM_RETRY_MS;
@@ -445,6 +448,8 @@ static void on_claimed(void *data, int status, int64_t epoch, int64_t applied,
     else
         log_info("engine: partition %d claimed (epoch %lld), resuming at offset %lld",
                  (int)part->id, (long long)epoch, (long long)applied);
+    if (!p->consumer)
+        return; /* shutting down */
     if (part->state == PARTITION_RESYNCING) {
         part->state = PARTITION_ACTIVE;
         kafka_consumer_seek(p->consumer, p->opts.topic, part->id,
@@ -480,7 +485,7 @@ static void assign_claimed(pipeline_t *p)
         if (part && part->state == PARTITION_CLAIMING)
             part->assign_pending ? ready++ : waiting++;
     }
-    if (waiting > 0 || ready == 0)
+    if (waiting > 0 || ready == 0 || !p->consumer)
         return;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(ready);
     for (int i = 0; i < PARTITIONS_MAX; i++) {
@@ -568,6 +573,8 @@ static void delivery_free(pipeline_t *p, delivery_t *d)
 
 static rd_kafka_resp_err_t delivery_send(pipeline_t *p, delivery_t *d)
 {
+    if (!p->opts.producer)
+        return RD_KAFKA_RESP_ERR__DESTROY; /* shutting down: kept for the retry list */
     if (d->kind == DELIVERY_DEADLETTER)
         return deadletter_send(p->opts.producer, p->opts.deadletter_topic, d->original,
                                event_reason_name(d->reason), d->detail, d);
@@ -990,6 +997,11 @@ int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
 void pipeline_attach_consumer(pipeline_t *p, kafka_consumer_t *consumer)
 {
     p->consumer = consumer;
+}
+
+void pipeline_detach_producer(pipeline_t *p)
+{
+    p->opts.producer = NULL;
 }
 
 bool pipeline_ready(const pipeline_t *p, const char **why)

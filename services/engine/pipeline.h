@@ -83,9 +83,12 @@ typedef struct {
     void *data;
 } pipeline_options_t;
 
-/* Creates the pipeline. The consumer is attached later (it needs the pipeline's handlers). */
+/* Creates the pipeline. The consumer is attached later (it needs the pipeline's handlers).
+ * At shutdown the consumer is detached (attach NULL) and then the producer, as each closes:
+ * the pipeline then leaves them alone while Redis replies still come back. */
 int pipeline_new(pipeline_t **out, const pipeline_options_t *opts);
 void pipeline_attach_consumer(pipeline_t *p, kafka_consumer_t *consumer);
+void pipeline_detach_producer(pipeline_t *p);
 
 /* The consumer's handlers and the producer's delivery callback: wire them to these. */
 int pipeline_on_assign(kafka_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
@@ -118,8 +121,9 @@ size_t pipeline_in_flight(const pipeline_t *p);
 /* Seals the open batches now (shutdown: their writes go out before the consumer closes). */
 void pipeline_flush(pipeline_t *p);
 
-/* Frees everything; call after the consumer is closed and nothing is in flight (or when
- * giving up on it). close_cb runs once the pipeline's handles are closed. */
+/* Frees everything; call after the consumer, the producer and the Redis client are closed
+ * (so that no callback of theirs can reach the pipeline any more). close_cb runs once the
+ * pipeline's handles are closed. */
 void pipeline_close(pipeline_t *p, void (*close_cb)(void *data), void *data);
 
 #endif
