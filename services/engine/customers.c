@@ -225,10 +225,12 @@ static void evaluate(customers_t *cs, int index, customer_t *c, batch_t *batch,
     if (!expr_eval(rule->condition, cs->values, FEATURE_COUNT, reasons, REASONS_MAX,
                    &n_reasons))
         return;
+    /* In cooldown when within cooldown_ms of the last firing on either side: an event that
+     * arrives late (older than the firing) must not alert again, nor pull the window back. */
     int64_t last = customer_rule_last_fired(c, rule->id);
-    if (last != STATE_TIME_NONE && event_ms - last < rule->cooldown_ms && event_ms >= last)
+    if (last != STATE_TIME_NONE && llabs(event_ms - last) < rule->cooldown_ms)
         return;
-    customer_rule_fired(c, rule->id, event_ms);
+    customer_rule_fired(c, rule->id, last != STATE_TIME_NONE && last > event_ms ? last : event_ms);
     if (late)
         return;
     long len = build_alert(cs, rule, c, event_id, event_type, event_ms, reasons, n_reasons);

@@ -69,12 +69,11 @@ typedef enum { DELIVERY_DEADLETTER, DELIVERY_ALERT } delivery_kind_t;
 typedef struct delivery {
     delivery_kind_t kind;
     batch_t *batch;
-    rd_kafka_message_t *original; /* dead letter: the message as it came */
-    event_reason_t reason;
-    char detail[128];
+    deadletter_t *deadletter;     /* dead letter: a copy of the message, with why */
     char *key, *value;            /* alert */
     size_t key_len, value_len;
     int64_t produced_ms;          /* alert: Kafka timestamp of the event that raised it */
+    bool retrying;                /* a send was refused (logged once) */
     struct delivery *next_retry;
 } delivery_t;
 
@@ -313,8 +312,18 @@ static void batch_progress(batch_t *b)
             return;
         }
     }
-    if (b->write && b->deliveries == 0)
-        batch_send_write(p, b);
+    /* Writes go out in batch order: a later batch's applied offset must never reach Redis
+     * before an earlier batch's documents (the connection keeps the order once sent). */
+    uint32_t generation = part->generation;
+    for (batch_t *w = part->head; w && w != part->open; w = w->next) {
+        if (w->written || w->write_in_flight)
+            continue;
+        if (!w->write || w->deliveries > 0)
+            break;
+        batch_send_write(p, w);
+        if (part->generation != generation)
+            return; /* the send failed and re-synced the partition: its batches are gone */
+    }
     /* Completion at the head, in order. */
     while (part->head && part->head->written && part->head->deliveries == 0 &&
            part->head != part->open) {
@@ -563,8 +572,7 @@ static delivery_t *delivery_new(pipeline_t *p, delivery_kind_t kind, batch_t *b)
 
 static void delivery_free(pipeline_t *p, delivery_t *d)
 {
-    if (d->original)
-        rd_kafka_message_destroy(d->original);
+    deadletter_free(d->deadletter);
     free(d->key);
     free(d->value);
     free(d);
@@ -576,8 +584,7 @@ static rd_kafka_resp_err_t delivery_send(pipeline_t *p, delivery_t *d)
     if (!p->opts.producer)
         return RD_KAFKA_RESP_ERR__DESTROY; /* shutting down: kept for the retry list */
     if (d->kind == DELIVERY_DEADLETTER)
-        return deadletter_send(p->opts.producer, p->opts.deadletter_topic, d->original,
-                               event_reason_name(d->reason), d->detail, d);
+        return deadletter_send(p->opts.producer, p->opts.deadletter_topic, d->deadletter, d);
     return kafka_producer_send(p->opts.producer, p->opts.alerts_topic, RD_KAFKA_PARTITION_UA,
                                d->key, d->key_len, d->value, d->value_len, NULL, d);
 }
@@ -587,25 +594,31 @@ static void delivery_send_or_retry(pipeline_t *p, delivery_t *d)
 {
     rd_kafka_resp_err_t err = delivery_send(p, d);
     if (err) {
+        if (!d->retrying && p->opts.producer)
+            log_warn("engine: cannot send %s now (%s); retrying",
+                     d->kind == DELIVERY_ALERT ? "an alert" : "a dead letter",
+                     rd_kafka_err2str(err));
+        d->retrying = true;
         d->next_retry = p->retry_head;
         p->retry_head = d;
     }
 }
 
+/* Sends m (taken: freed here) to the dead-letter topic as part of batch b. */
 static void deadletter(pipeline_t *p, batch_t *b, rd_kafka_message_t *m,
                        const event_error_t *err)
 {
     if (err->reason > EVENT_REASON_NONE && err->reason < EVENT_REASON_COUNT)
         metrics_counter_inc(p->deadlettered[err->reason]);
-    delivery_t *d = delivery_new(p, DELIVERY_DEADLETTER, b);
+    deadletter_t *copy = deadletter_new(m, event_reason_name(err->reason), err->detail);
+    rd_kafka_message_destroy(m);
+    delivery_t *d = copy ? delivery_new(p, DELIVERY_DEADLETTER, b) : NULL;
     if (!d) {
-        rd_kafka_message_destroy(m);
+        deadletter_free(copy);
         partition_resync(p, b->partition, "out of memory");
         return;
     }
-    d->original = m;
-    d->reason = err->reason;
-    snprintf(d->detail, sizeof d->detail, "%s", err->detail);
+    d->deadletter = copy;
     delivery_send_or_retry(p, d);
 }
 
@@ -819,7 +832,8 @@ void pipeline_on_message(kafka_consumer_t *c, rd_kafka_message_t *m, void *data)
     }
     if (!key_is_subject(m, it->event.subject)) {
         err.reason = EVENT_REASON_KEY_MISMATCH;
-        snprintf(err.detail, sizeof err.detail, "the Kafka key must be the subject");
+        snprintf(err.detail, sizeof err.detail, "the Kafka key (%zu bytes%s) is not the subject %.60s",
+                 m->key_len, m->key ? "" : ", absent", it->event.subject);
         item_release(p, it);
         deadletter(p, b, m, &err);
         return;
