@@ -18,6 +18,7 @@
 #define CLAIM_RETRY_MS 500
 #define FENCED_RETRY_MS 15000 /* let the group settle before taking a fenced partition again */
 #define DOC_BUFFER_INITIAL (64 * 1024)
+#define PUMP_BATCH 2000 /* events applied per loop iteration at most */
 
 typedef enum {
     PARTITION_UNASSIGNED,
@@ -95,6 +96,7 @@ struct pipeline {
     bool held;
     bool joined; /* the group has given this engine its first assignment (possibly empty) */
     uv_check_t seal_check;
+    uv_idle_t pump_idle;
     uv_timer_t retry_timer;
     int open_handles;
     void (*close_cb)(void *data);
@@ -111,6 +113,7 @@ struct pipeline {
 };
 
 static void pump(pipeline_t *p);
+static void on_pump_idle(uv_idle_t *idle);
 static void batch_progress(batch_t *b);
 static void partition_resync(pipeline_t *p, partition_t *part, const char *why);
 
@@ -248,6 +251,7 @@ static void partition_orphan_batches(partition_t *part)
         batch_t *next = b->next;
         b->partition = NULL;
         b->next = NULL;
+        batch_unpin_dirty(b); /* its documents go with the partition */
         batch_release_if_orphan(b);
         b = next;
     }
@@ -346,12 +350,14 @@ static void on_write_done(void *data, int status, const char *reason)
 {
     batch_t *b = data;
     pipeline_t *p = b->pipeline;
-    b->write_in_flight = false;
+    /* b stays "in flight" until the end: a re-sync below orphans it, and must not free it. */
     if (!b->partition) {
+        b->write_in_flight = false;
         batch_release_if_orphan(b);
         return;
     }
     if (status == STORE_OK) {
+        b->write_in_flight = false;
         b->written = true;
         batch_progress(b);
         return;
@@ -367,6 +373,7 @@ static void on_write_done(void *data, int status, const char *reason)
         metrics_counter_inc(p->writes_failed);
         partition_resync(p, part, reason);
     }
+    b->write_in_flight = false;
     batch_release_if_orphan(b);
 }
 
@@ -515,6 +522,8 @@ int pipeline_on_assign(kafka_consumer_t *c, const rd_kafka_topic_partition_list_
 {
     pipeline_t *p = data;
     p->joined = true;
+    if (parts->cnt == 0)
+        return 0; /* nothing to claim; the group still waits for the (empty) assign call */
     for (int i = 0; i < parts->cnt; i++) {
         partition_t *part = partition_get(p, parts->elems[i].partition);
         if (!part) {
@@ -766,10 +775,14 @@ static void apply_item(pipeline_t *p, item_t *it)
     }
 }
 
-/* Applies queued events from the head while their documents are loaded. */
+/* Applies queued events from the head while their documents are loaded: at most
+ * PUMP_BATCH per call, the rest on the next loop iteration (an idle handle), so that a long
+ * backlog (every event waiting behind one load) does not hold the loop for seconds: the Redis
+ * watchdog, timers and I/O must keep running. */
 static void pump(pipeline_t *p)
 {
-    while (p->queue_head && p->queue_head->entry->state == CACHE_READY) {
+    int budget = PUMP_BATCH;
+    while (p->queue_head && p->queue_head->entry->state == CACHE_READY && budget-- > 0) {
         item_t *it = p->queue_head;
         p->queue_head = it->next;
         if (!p->queue_head)
@@ -790,8 +803,17 @@ static void pump(pipeline_t *p)
         else
             batch_progress(b);
     }
+    if (p->queue_head && p->queue_head->entry->state == CACHE_READY)
+        uv_idle_start(&p->pump_idle, on_pump_idle); /* more ready: continue next iteration */
+    else
+        uv_idle_stop(&p->pump_idle);
     update_hold(p);
     cache_trim(&p->cache);
+}
+
+static void on_pump_idle(uv_idle_t *idle)
+{
+    pump(idle->data);
 }
 
 /* The contract: the Kafka key is the subject, so that one partition (one engine) holds all
@@ -1000,8 +1022,9 @@ int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
     metrics_gauge_fn(opts->metrics, "integral_engine_in_flight",
                      "Events and batches not yet acknowledged.", NULL, read_in_flight, p);
     uv_check_init(opts->loop, &p->seal_check);
+    uv_idle_init(opts->loop, &p->pump_idle);
     uv_timer_init(opts->loop, &p->retry_timer);
-    p->seal_check.data = p->retry_timer.data = p;
+    p->seal_check.data = p->pump_idle.data = p->retry_timer.data = p;
     uv_check_start(&p->seal_check, on_seal_check);
     uv_timer_start(&p->retry_timer, on_retry_timer, 100, 100);
     *out = p;
@@ -1085,7 +1108,8 @@ void pipeline_close(pipeline_t *p, void (*close_cb)(void *data), void *data)
     free(p->doc_buffer);
     p->close_cb = close_cb;
     p->close_data = data;
-    p->open_handles = 2;
+    p->open_handles = 3;
     uv_close((uv_handle_t *)&p->seal_check, on_handle_closed);
+    uv_close((uv_handle_t *)&p->pump_idle, on_handle_closed);
     uv_close((uv_handle_t *)&p->retry_timer, on_handle_closed);
 }
