@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define CLOSE_CHECK_MS 20 /* shutdown only: re-check a close that raised no io-event */
+#define KEEPALIVE_POLL_MS 10000
 
 /* ------------------------------------------------------------------------------------------
  * Configuration shared by both clients
@@ -113,7 +114,7 @@ struct kafka_consumer {
     int pipe_fds[2];
     uv_poll_t poll;
     uv_idle_t rearm;         /* keeps serving while the queue is non-empty past a batch */
-    uv_timer_t close_check;
+    uv_timer_t tick;         /* keepalive poll; during close, the close check */
     kafka_consumer_handlers_t handlers;
     void *data;
     long batch_max;
@@ -240,7 +241,7 @@ static void consumer_finish_close(kafka_consumer_t *c)
     c->open_handles = 3;
     uv_close((uv_handle_t *)&c->poll, on_consumer_handle_closed);
     uv_close((uv_handle_t *)&c->rearm, on_consumer_handle_closed);
-    uv_close((uv_handle_t *)&c->close_check, on_consumer_handle_closed);
+    uv_close((uv_handle_t *)&c->tick, on_consumer_handle_closed);
 }
 
 static void consumer_serve(kafka_consumer_t *c)
@@ -277,7 +278,7 @@ static void on_consumer_readable(uv_poll_t *poll, int status, int events)
     consumer_serve(c);
 }
 
-static void on_close_check(uv_timer_t *timer)
+static void on_tick(uv_timer_t *timer)
 {
     consumer_serve(timer->data);
 }
@@ -312,6 +313,19 @@ static rd_kafka_t *consumer_rk_new(kafka_consumer_t *c, const kafka_config_t *cf
     if (!rk)
         rd_kafka_conf_destroy(conf);
     return rk;
+}
+
+/* A third of max.poll.interval.ms, at most KEEPALIVE_POLL_MS. */
+static uint64_t keepalive_ms(rd_kafka_t *rk)
+{
+    char value[32];
+    size_t size = sizeof value;
+    long max_poll = 300000;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "max.poll.interval.ms", value, &size) ==
+        RD_KAFKA_CONF_OK)
+        max_poll = strtol(value, NULL, 10);
+    long third = max_poll / 3;
+    return (uint64_t)(third > 0 && third < KEEPALIVE_POLL_MS ? third : KEEPALIVE_POLL_MS);
 }
 
 static int subscribe(rd_kafka_t *rk, const char *const *topics, char *err, size_t errlen)
@@ -358,8 +372,14 @@ int kafka_consumer_new(kafka_consumer_t **out, uv_loop_t *loop, const kafka_conf
     rd_kafka_queue_io_event_enable(c->queue, c->pipe_fds[1], "1", 1);
     uv_poll_init(loop, &c->poll, c->pipe_fds[0]);
     uv_idle_init(loop, &c->rearm);
-    uv_timer_init(loop, &c->close_check);
-    c->poll.data = c->rearm.data = c->close_check.data = c;
+    uv_timer_init(loop, &c->tick);
+    c->poll.data = c->rearm.data = c->tick.data = c;
+    /* librdkafka counts the time between consumer polls against max.poll.interval.ms (300 s)
+     * and leaves the group past it; io-events only wake us when something arrives, so an idle
+     * consumer polls on this timer too (measured: without it an idle engine left its group
+     * every 5 minutes). */
+    uint64_t keepalive = keepalive_ms(c->rk);
+    uv_timer_start(&c->tick, on_tick, keepalive, keepalive);
     uv_poll_start(&c->poll, UV_READABLE, on_consumer_readable);
     if (subscribe(c->rk, topics, err, errlen) < 0) {
         kafka_consumer_close(c, NULL, NULL);
@@ -499,7 +519,7 @@ void kafka_consumer_close(kafka_consumer_t *c, void (*close_cb)(void *data), voi
     }
     /* The close finishes on the queue (revoke, leave group); its last step raises no event
      * of its own on every path, so re-check on a short timer during shutdown only. */
-    uv_timer_start(&c->close_check, on_close_check, CLOSE_CHECK_MS, CLOSE_CHECK_MS);
+    uv_timer_start(&c->tick, on_tick, CLOSE_CHECK_MS, CLOSE_CHECK_MS);
     consumer_serve(c);
 }
 
