@@ -480,30 +480,7 @@ def mixed_stream(seed, n_events, nonce, end=None):
 def produce_tracked(t, events):
     """Produces events (key = subject) to t.topic; returns their (partition, offset), in
     order, from the delivery reports."""
-    where = [None] * len(events)
-    errors = []
-
-    def report(i):
-        def on_delivery(err, msg):
-            if err is not None:
-                errors.append(str(err))
-            else:
-                where[i] = (msg.partition(), msg.offset())
-        return on_delivery
-
-    for i, ev in enumerate(events):
-        while True:
-            try:
-                t.producer.produce(t.topic, key=ev["subject"], value=json.dumps(ev),
-                                   on_delivery=report(i))
-                break
-            except BufferError:
-                t.producer.poll(0.1)
-        t.producer.poll(0)
-    left = t.producer.flush(60)
-    if left or errors or None in where:
-        fail("produce to %s: %d left, errors %s" % (t.topic, left, errors[:3]))
-    return where
+    return produce_raw_tracked(t, [(ev["subject"], json.dumps(ev)) for ev in events])
 
 
 _partitions = {}  # topic -> its partition numbers
@@ -809,7 +786,12 @@ def produce_raw_tracked(t, pairs, topic=None):
         return on_delivery
 
     for i, (k, v) in enumerate(pairs):
-        t.producer.produce(topic, key=k, value=v, on_delivery=report(i))
+        while True:
+            try:
+                t.producer.produce(topic, key=k, value=v, on_delivery=report(i))
+                break
+            except BufferError:  # the producer's queue is full: let deliveries drain
+                t.producer.poll(0.1)
         t.producer.poll(0)
     left = t.producer.flush(60)
     if left or errors or None in where:
