@@ -29,7 +29,7 @@ static const config_key_t devbroker_keys[] = {
     {"broker.count", CONFIG_INT, offsetof(devbroker_config_t, brokers), "1", 1, 10, NULL,
      "Number of mock brokers; topics are replicated min(count, 3) times."},
     {"broker.topics", CONFIG_STRING, offsetof(devbroker_config_t, topics),
-     "interactions:12,alerts:12,feedback:3,deadletter:3", 0, 4096, NULL,
+     "interactions:12,alerts:12,assignments:12,feedback:3,deadletter:3", 0, 4096, NULL,
      "Topics created at start, as name:partitions separated by commas. Each partition keeps "
      "at most 5 MiB: give enough partitions for the load."},
     {"broker.bootstrap_file", CONFIG_STRING, offsetof(devbroker_config_t, bootstrap_file), "", 0,

@@ -1,6 +1,7 @@
 /* agents.c - agent documents. See agents.h. */
 #include "agents.h"
 
+#include "jsonw.h"
 #include "store.h"
 
 #include <cJSON.h>
@@ -84,8 +85,8 @@ static int agent_serialize(const void *doc, char *buf, size_t cap, size_t *len, 
 {
     const agent_t *a = doc;
     cJSON *o = cJSON_CreateObject();
-    char updated[EVENT_TIME_TEXT_SIZE] = "";
-    event_format_time(a->updated_ms, updated, sizeof updated);
+    char updated[TIMEFMT_TEXT_SIZE] = "";
+    timefmt_format(a->updated_ms, updated, sizeof updated);
     cJSON_AddNumberToObject(o, "v", 1);
     cJSON_AddStringToObject(o, "id", a->id);
     if (a->known)
@@ -107,6 +108,29 @@ static int agent_serialize(const void *doc, char *buf, size_t cap, size_t *len, 
         return -1;
     *len = strlen(buf);
     return 0;
+}
+
+long agent_summary_json(const void *doc, char *buf, size_t cap)
+{
+    const agent_t *a = doc;
+    char since[TIMEFMT_TEXT_SIZE] = "";
+    timefmt_format(a->updated_ms, since, sizeof since);
+    jsonw_t w;
+    jsonw_init(&w, buf, cap);
+    jsonw_object_begin(&w);
+    jsonw_key(&w, "id");
+    jsonw_string(&w, a->id);
+    jsonw_key(&w, "state");
+    jsonw_string(&w, a->known ? event_agent_state_name(a->state) : NULL);
+    jsonw_key(&w, "queues");
+    jsonw_array_begin(&w);
+    for (int i = 0; i < a->n_queues; i++)
+        jsonw_string(&w, a->queues[i]);
+    jsonw_array_end(&w);
+    jsonw_key(&w, "since");
+    jsonw_string(&w, since);
+    jsonw_object_end(&w);
+    return jsonw_finish(&w);
 }
 
 static int fail(char *err, size_t errlen, const char *what)
@@ -134,7 +158,7 @@ static int agent_load(void *doc, const char *json, size_t len, char *err, size_t
         rc = fail(err, errlen, "missing or mistyped field");
     else if (cJSON_IsString(state) && !event_agent_state_from_name(state->valuestring, &a->state))
         rc = fail(err, errlen, "unknown state");
-    else if (event_parse_time(updated->valuestring, &a->updated_ms) < 0)
+    else if (timefmt_parse(updated->valuestring, &a->updated_ms) < 0)
         rc = fail(err, errlen, "bad updated time");
     if (rc == 0) {
         a->known = cJSON_IsString(state);

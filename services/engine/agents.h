@@ -16,4 +16,8 @@
 /* The document model of agents, for the pipeline. */
 extern const doc_ops_t agent_doc_ops;
 
+/* The agent as the live queue shows it: {"id","state","queues","since"} (since: the time of
+ * its latest state). Returns the length written to buf, or -1 when it does not fit. */
+long agent_summary_json(const void *doc, char *buf, size_t cap);
+
 #endif

@@ -162,12 +162,12 @@ static long build_alert(customers_t *cs, const rule_t *rule, const customer_t *c
                         const char *event_id, const char *event_type, int64_t event_ms,
                         const expr_reason_t *reasons, size_t n_reasons)
 {
-    char id[33], now[EVENT_TIME_TEXT_SIZE], at[EVENT_TIME_TEXT_SIZE];
+    char id[33], now[TIMEFMT_TEXT_SIZE], at[TIMEFMT_TEXT_SIZE];
     rules_alert_id(rule->id, event_id, id);
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
-    event_format_time((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, now, sizeof now);
-    event_format_time(event_ms, at, sizeof at);
+    timefmt_format((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, now, sizeof now);
+    timefmt_format(event_ms, at, sizeof at);
     jsonw_t w;
     jsonw_init(&w, cs->alert, sizeof cs->alert);
     jsonw_object_begin(&w);

@@ -16,6 +16,7 @@ typedef struct {
     char *topic;
     char *group;
     char *alerts_topic;
+    char *assignments_topic;
     char *deadletter_topic;
     long max_event_bytes;
     long max_future_ms;

@@ -72,6 +72,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "timefmt.h"
+
 #define EVENT_MAX_BYTES_DEFAULT (64 * 1024) /* a larger message is too_large */
 
 #define EVENT_ID_MAX 128
@@ -90,9 +92,6 @@
 
 /* Every string of one event fits: event.c checks the largest case at compile time. */
 #define EVENT_ARENA_SIZE 2048
-
-/* "2026-11-30T17:02:20.123Z" plus the NUL: what event_format_time writes. */
-#define EVENT_TIME_TEXT_SIZE 25
 
 typedef enum {
     EVENT_CONTACT_QUEUED,
@@ -331,15 +330,6 @@ typedef struct {
  * at a time: cJSON records the last error position in a global (never read here). */
 int event_parse(const char *buf, size_t len, const event_limits_t *limits, event_t *out,
                 event_error_t *err);
-
-/* Parses an RFC 3339 date-time (NUL-terminated text) as event_parse does for "time".
- * Returns 0 with *ms set (UTC, ms since the epoch), or -1. */
-int event_parse_time(const char *text, int64_t *ms);
-
-/* Writes ms as "2026-11-30T17:02:20.123Z" (always UTC, always milliseconds) and a NUL.
- * Returns the length (24), or -1 when cap < EVENT_TIME_TEXT_SIZE or the year is outside
- * 0000-9999 (out then holds ""). */
-int event_format_time(int64_t ms, char *out, size_t cap);
 
 /* Names: the contract's spelling ("contact.started", "out_of_stock", "bad_data"), static
  * strings; "unknown" for a value outside the enum. The _from_name functions take the same

@@ -10,6 +10,7 @@
 #include "customers.h"
 #include "engine.h"
 #include "feature.h"
+#include "livequeue.h"
 #include "pipeline.h"
 #include "rules.h"
 #include "scores.h"
@@ -34,6 +35,10 @@ static const config_key_t engine_keys[] = {
      NULL, "Consumer group; engines in one group share the topic's partitions."},
     {"engine.alerts_topic", CONFIG_STRING, offsetof(engine_config_t, alerts_topic), "alerts", 1,
      249, NULL, "Topic alerts are written to (key = customer id)."},
+    {"engine.assignments_topic", CONFIG_STRING, offsetof(engine_config_t, assignments_topic),
+     "assignments", 1, 249, NULL,
+     "Topic of notices that a contact reached an agent (key = agent id): the gateway's screen "
+     "pops."},
     {"engine.deadletter_topic", CONFIG_STRING, offsetof(engine_config_t, deadletter_topic),
      "deadletter", 1, 249, NULL, "Topic bad events go to, unchanged, with reason headers."},
     {"engine.max_event_bytes", CONFIG_INT, offsetof(engine_config_t, max_event_bytes), "65536",
@@ -119,6 +124,14 @@ static void on_delivery(kafka_producer_t *p, rd_kafka_resp_err_t err, void *opaq
     pipeline_on_delivery(p, err, opaque, e->pipeline);
 }
 
+/* After an event changed a document: rules and alerts, then the live queue. */
+static void on_applied(pipeline_t *p, batch_t *batch, const doc_ops_t *ops, void *doc,
+                       const event_t *ev, bool late, void *data)
+{
+    customers_on_applied(p, batch, ops, doc, ev, late, data);
+    livequeue_on_applied(data, batch, ops, doc, ev, late);
+}
+
 static int start(service_t *svc)
 {
     engine_t *e = &engine;
@@ -155,7 +168,7 @@ static int start(service_t *svc)
         .customer_ops = &customer_doc_ops,
         .agent_ops = &agent_doc_ops,
         .doc_ctx = e,
-        .on_applied = customers_on_applied,
+        .on_applied = on_applied,
         .data = e,
     };
     if (pipeline_new(&e->pipeline, &opts) < 0) {

@@ -50,6 +50,7 @@ struct batch {
     bool sealed;
     bool write_in_flight, written;
     store_write_t *write;   /* built when sealed and nothing is queued */
+    store_write_t *queue_ops; /* live-queue operations raised so far, moved into write */
     cache_entry_t **dirty;  /* documents changed by this batch (pinned) */
     size_t n_dirty, cap_dirty;
     batch_t *next;
@@ -71,7 +72,8 @@ typedef struct delivery {
     delivery_kind_t kind;
     batch_t *batch;
     deadletter_t *deadletter;     /* dead letter: a copy of the message, with why */
-    char *key, *value;            /* alert */
+    const char *topic;            /* alert or notice: its topic (configuration, kept) */
+    char *key, *value;
     size_t key_len, value_len;
     int64_t produced_ms;          /* alert: Kafka timestamp of the event that raised it */
     bool retrying;                /* a send was refused (logged once) */
@@ -211,6 +213,7 @@ static void batch_free(batch_t *b)
 {
     batch_unpin_dirty(b);
     store_write_free(b->write);
+    store_write_free(b->queue_ops);
     b->pipeline->batches_live--;
     free(b);
 }
@@ -279,6 +282,12 @@ static int batch_build_write(pipeline_t *p, batch_t *b)
             log_error("engine: cannot serialize %s %s", ops->kind, e->subject);
             return -1;
         }
+    }
+    int rc = store_write_move_ops(b->write, b->queue_ops);
+    b->queue_ops = NULL;
+    if (rc < 0) {
+        log_error("engine: cannot add the live-queue operations to a write");
+        return -1;
     }
     metrics_counter_add(p->docs_written, b->n_dirty);
     batch_unpin_dirty(b);
@@ -594,7 +603,7 @@ static rd_kafka_resp_err_t delivery_send(pipeline_t *p, delivery_t *d)
         return RD_KAFKA_RESP_ERR__DESTROY; /* shutting down: kept for the retry list */
     if (d->kind == DELIVERY_DEADLETTER)
         return deadletter_send(p->opts.producer, p->opts.deadletter_topic, d->deadletter, d);
-    return kafka_producer_send(p->opts.producer, p->opts.alerts_topic, RD_KAFKA_PARTITION_UA,
+    return kafka_producer_send(p->opts.producer, d->topic, RD_KAFKA_PARTITION_UA,
                                d->key, d->key_len, d->value, d->value_len, NULL, d);
 }
 
@@ -634,6 +643,24 @@ static void deadletter(pipeline_t *p, batch_t *b, rd_kafka_message_t *m,
 int pipeline_send_alert(pipeline_t *p, batch_t *b, const char *key, const char *value,
                         size_t len)
 {
+    return pipeline_publish(p, b, p->opts.alerts_topic, key, value, len);
+}
+
+int pipeline_queue_op(batch_t *b, store_op_kind_t op, int64_t time_ms, const char *id,
+                      const char *queue, const char *info, size_t info_len)
+{
+    partition_t *part = b->partition;
+    if (!part)
+        return -1;
+    if (!b->queue_ops &&
+        !(b->queue_ops = store_write_new(b->pipeline->opts.topic, part->id, part->epoch, -1)))
+        return -1;
+    return store_write_add_op(b->queue_ops, op, time_ms, id, queue, info, info_len);
+}
+
+int pipeline_publish(pipeline_t *p, batch_t *b, const char *topic, const char *key,
+                     const char *value, size_t len)
+{
     delivery_t *d = delivery_new(p, DELIVERY_ALERT, b);
     if (!d)
         return -1;
@@ -646,6 +673,7 @@ int pipeline_send_alert(pipeline_t *p, batch_t *b, const char *key, const char *
         delivery_free(p, d);
         return -1;
     }
+    d->topic = topic;
     memcpy(d->key, key, d->key_len + 1);
     memcpy(d->value, value, len);
     d->value_len = len;
@@ -667,7 +695,7 @@ void pipeline_on_delivery(kafka_producer_t *prod, rd_kafka_resp_err_t err, void 
         delivery_send_or_retry(p, d);
         return;
     }
-    if (d->kind == DELIVERY_ALERT && d->produced_ms > 0)
+    if (d->kind == DELIVERY_ALERT && d->produced_ms > 0 && d->topic == p->opts.alerts_topic)
         metrics_histogram_observe(p->alert_latency,
                                   (double)(wall_ms() - d->produced_ms) / 1000.0);
     delivery_free(p, d);

@@ -30,6 +30,7 @@
 #include "kafka_uv.h"
 #include "metrics.h"
 #include "redis_uv.h"
+#include "store.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -104,6 +105,16 @@ void pipeline_on_delivery(kafka_producer_t *prod, rd_kafka_resp_err_t err, void 
  * alert no event raised (a timer): it is sent until acknowledged, tied to no offset. */
 int pipeline_send_alert(pipeline_t *p, batch_t *batch, const char *key, const char *value,
                         size_t len);
+
+/* As pipeline_send_alert, to another topic (kept: it must outlive the pipeline), for notices
+ * other services act on (the gateway's screen pops). */
+int pipeline_publish(pipeline_t *p, batch_t *batch, const char *topic, const char *key,
+                     const char *value, size_t len);
+
+/* Adds a live-queue operation (store.h) to the batch's write: it reaches Redis in the same
+ * fenced call as the batch's documents. 0, or -1 (out of memory, orphaned batch). */
+int pipeline_queue_op(batch_t *batch, store_op_kind_t op, int64_t time_ms, const char *id,
+                      const char *queue, const char *info, size_t info_len);
 
 /* Calls cb for every loaded document (customers and agents) of the partitions held. cb may
  * change the document in memory (it is written with the subject's next event) and may send

@@ -1178,7 +1178,7 @@ static void jw_fixed(jw_t *w, double x, int decimals)
 }
 
 /* Days to a civil date: the algorithm of event.c's civil_from_days (H. Hinnant), repeated
- * here in 32 bits because event_format_time goes through snprintf and the document has up
+ * here in 32 bits because timefmt_format goes through snprintf and the document has up
  * to a hundred times to write. Days of years 0000-9999 fit easily. Pinned by a test. */
 static void civil_from_days(int32_t z, int *y, int *m, int *d)
 {
@@ -1765,7 +1765,7 @@ static int read_time(reader_t *r, const cJSON *item, const char *path, bool null
         *out = STATE_TIME_NONE;
         return 0;
     }
-    if (!cJSON_IsString(item) || event_parse_time(item->valuestring, out) < 0 || *out < TIME_MIN ||
+    if (!cJSON_IsString(item) || timefmt_parse(item->valuestring, out) < 0 || *out < TIME_MIN ||
         *out > TIME_MAX)
         return bad(r, "%s: must be an RFC 3339 time%s", path, nullable ? " or null" : "");
     return 0;

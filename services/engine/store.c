@@ -21,8 +21,43 @@ static const char function_library[] =
     "  return {epoch, applied or '-1'}\n"
     "end\n"
     "\n"
+    "-- The live queue (read by the gateway): waiting contacts per queue, answered and\n"
+    "-- abandoned ones with their wait, agents by state. Every key shares the tag {q}.\n"
+    "local function unqueue(contact)\n"
+    "  local queue = redis.call('HGET', '{q}:where', contact)\n"
+    "  if not queue then return nil end\n"
+    "  local since = redis.call('ZSCORE', '{q}:waiting:' .. queue, contact)\n"
+    "  redis.call('ZREM', '{q}:waiting:' .. queue, contact)\n"
+    "  redis.call('HDEL', '{q}:where', contact)\n"
+    "  redis.call('HDEL', '{q}:info', contact)\n"
+    "  return queue, tonumber(since)\n"
+    "end\n"
+    "\n"
+    "-- One live-queue operation: op, time (ms), id, queue, info (see store.h).\n"
+    "local function queue_op(op, t, id, queue, info)\n"
+    "  if op == 'Q' then\n"
+    "    unqueue(id)\n"
+    "    redis.call('ZADD', '{q}:waiting:' .. queue, t, id)\n"
+    "    redis.call('HSET', '{q}:where', id, queue)\n"
+    "    redis.call('HSET', '{q}:info', id, info)\n"
+    "    redis.call('SADD', '{q}:queues', queue)\n"
+    "  elseif op == 'S' or op == 'X' then\n"
+    "    local from, since = unqueue(id)\n"
+    "    if from and since then\n"
+    "      local key = (op == 'S' and '{q}:answered:' or '{q}:abandoned:') .. from\n"
+    "      redis.call('ZADD', key, t, id .. '|' .. math.max(0, t - since))\n"
+    "      redis.call('ZREMRANGEBYSCORE', key, '-inf', t - 3600000)\n"
+    "    end\n"
+    "  elseif op == 'E' then\n"
+    "    unqueue(id)\n"
+    "  elseif op == 'G' then\n"
+    "    redis.call('HSET', '{q}:agents', id, info)\n"
+    "  end\n"
+    "end\n"
+    "\n"
     "-- KEYS: {p:N}:owner, {p:N}:applied, then the documents to write.\n"
-    "-- ARGV: the caller's epoch, the next offset to apply, then one value per document.\n"
+    "-- ARGV: the caller's epoch, the next offset to apply, one value per document, then the\n"
+    "-- live-queue operations, 5 arguments each.\n"
     "-- Writes nothing unless the caller still owns the partition.\n"
     "local function apply(keys, args)\n"
     "  local owner = redis.call('GET', keys[1])\n"
@@ -32,11 +67,14 @@ static const char function_library[] =
     "  for i = 3, #keys do\n"
     "    redis.call('SET', keys[i], args[i])\n"
     "  end\n"
+    "  for i = #keys + 1, #args, 5 do\n"
+    "    queue_op(args[i], tonumber(args[i + 1]), args[i + 2], args[i + 3], args[i + 4])\n"
+    "  end\n"
     "  redis.call('SET', keys[2], args[2])\n"
     "  return 1\n"
     "end\n"
     "\n"
-    "redis.register_function('integral_claim', claim)\n"
+"redis.register_function('integral_claim', claim)\n"
     "redis.register_function('integral_apply', apply)\n";
 
 const char *store_function_library(void)
@@ -162,12 +200,21 @@ typedef struct {
     size_t value_at, value_len;
 } store_entry_t;
 
+/* A live-queue operation: STORE_OP_FIELDS strings, each at an offset into bytes. */
+#define STORE_OP_FIELDS 5
+
+typedef struct {
+    size_t at[STORE_OP_FIELDS], len[STORE_OP_FIELDS];
+} store_op_t;
+
 struct store_write {
     char topic[250];
     int32_t partition;
     int64_t epoch, next_offset;
     store_entry_t *entries;
     size_t n, cap;
+    store_op_t *ops;
+    size_t n_ops, cap_ops;
     char *bytes;
     size_t used, bytes_cap;
 };
@@ -212,6 +259,61 @@ int store_write_add(store_write_t *w, const char *key, const char *value, size_t
     return 0;
 }
 
+/* Appends len bytes to w->bytes; returns their offset, or -1 out of memory. */
+static long append_bytes(store_write_t *w, const char *data, size_t len)
+{
+    if (reserve((void **)&w->bytes, &w->bytes_cap, w->used + len, 1) < 0)
+        return -1;
+    memcpy(w->bytes + w->used, data, len);
+    w->used += len;
+    return (long)(w->used - len);
+}
+
+int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, const char *id,
+                       const char *queue, const char *info, size_t info_len)
+{
+    char kind[2] = {(char)op, '\0'}, when[24];
+    snprintf(when, sizeof when, "%lld", (long long)time_ms);
+    const char *fields[STORE_OP_FIELDS] = {kind, when, id, queue ? queue : "", info ? info : ""};
+    size_t lens[STORE_OP_FIELDS] = {1, strlen(when), strlen(id), strlen(fields[3]),
+                                    info ? info_len : 0};
+    if (reserve((void **)&w->ops, &w->cap_ops, w->n_ops + 1, sizeof *w->ops) < 0)
+        return -1;
+    store_op_t o;
+    for (int i = 0; i < STORE_OP_FIELDS; i++) {
+        long at = append_bytes(w, fields[i], lens[i]);
+        if (at < 0)
+            return -1;
+        o.at[i] = (size_t)at;
+        o.len[i] = lens[i];
+    }
+    w->ops[w->n_ops++] = o;
+    return 0;
+}
+
+int store_write_move_ops(store_write_t *dst, store_write_t *src)
+{
+    int rc = 0;
+    for (size_t k = 0; src && k < src->n_ops && rc == 0; k++) {
+        const store_op_t *o = &src->ops[k];
+        char kind = src->bytes[o->at[0]];
+        char when[24];
+        snprintf(when, sizeof when, "%.*s", (int)o->len[1], src->bytes + o->at[1]);
+        char id[256], queue[256];
+        snprintf(id, sizeof id, "%.*s", (int)o->len[2], src->bytes + o->at[2]);
+        snprintf(queue, sizeof queue, "%.*s", (int)o->len[3], src->bytes + o->at[3]);
+        rc = store_write_add_op(dst, (store_op_kind_t)kind, strtoll(when, NULL, 10), id, queue,
+                                src->bytes + o->at[4], o->len[4]);
+    }
+    store_write_free(src);
+    return rc;
+}
+
+size_t store_write_ops(const store_write_t *w)
+{
+    return w->n_ops;
+}
+
 size_t store_write_count(const store_write_t *w)
 {
     return w->n;
@@ -227,6 +329,7 @@ void store_write_free(store_write_t *w)
     if (!w)
         return;
     free(w->entries);
+    free(w->ops);
     free(w->bytes);
     free(w);
 }
@@ -253,8 +356,8 @@ static void on_write_reply(redis_client_t *redis, redisReply *reply, void *data)
 
 int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data)
 {
-    /* FCALL integral_apply numkeys owner applied k1..kn epoch offset v1..vn */
-    size_t argc = 3 + 2 + w->n + 2 + w->n;
+    /* FCALL integral_apply numkeys owner applied k1..kn epoch offset v1..vn ops... */
+    size_t argc = 3 + 2 + w->n + 2 + w->n + STORE_OP_FIELDS * w->n_ops;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *lens = malloc(argc * sizeof *lens);
     write_call_t *call = malloc(sizeof *call);
@@ -281,6 +384,12 @@ int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb,
         for (size_t k = 0; k < w->n; k++, i++) {
             argv[i] = w->bytes + w->entries[k].value_at;
             lens[i] = w->entries[k].value_len;
+        }
+        for (size_t k = 0; k < w->n_ops; k++) {
+            for (int f = 0; f < STORE_OP_FIELDS; f++, i++) {
+                argv[i] = w->bytes + w->ops[k].at[f];
+                lens[i] = w->ops[k].len[f];
+            }
         }
         *call = (write_call_t){cb, data};
         if (redis_client_command_argv(redis, on_write_reply, call, (int)argc, argv, lens) == 0)

@@ -7,6 +7,18 @@
  *   {p:TOPIC:N}:owner     the epoch of the engine that owns partition N of TOPIC
  *   {p:TOPIC:N}:applied   the next offset of that partition whose effects are not in Redis
  *
+ * The live queue, for the gateway's supervisors (one tag {q}: one slot for all of it):
+ *   {q}:queues            SET of queue names ever seen
+ *   {q}:waiting:QUEUE     ZSET contact_id -> the time it was queued (ms, event time)
+ *   {q}:where             HASH contact_id -> its queue, while it waits
+ *   {q}:info              HASH contact_id -> JSON snapshot of who waits (customer, name,
+ *                         channel, tier, value, churn_risk, flags) taken when it was queued
+ *   {q}:answered:QUEUE    ZSET "contact_id|wait_ms" -> the time it was answered (last hour)
+ *   {q}:abandoned:QUEUE   ZSET "contact_id|wait_ms" -> the time it was abandoned (last hour)
+ *   {q}:agents            HASH agent_id -> JSON {id, state, queues, since}
+ * They are written by the same fenced call as the documents, so a replay cannot apply an
+ * operation twice, and every operation is idempotent besides.
+ *
  * Exactly-once effect: a batch of one partition writes every customer it touched and the
  * partition's applied offset in one atomic function call, which refuses to write when the
  * owner epoch is not the caller's (an engine that lost the partition in a rebalance cannot
@@ -57,6 +69,22 @@ store_write_t *store_write_new(const char *topic, int32_t partition, int64_t epo
                                int64_t next_offset);
 int store_write_add(store_write_t *w, const char *key, const char *value, size_t len);
 size_t store_write_count(const store_write_t *w);
+
+/* Live-queue operations, applied in order after the documents (see the key schema above). */
+typedef enum {
+    STORE_OP_QUEUED = 'Q',    /* id = contact: waits in queue since time_ms; info = snapshot */
+    STORE_OP_ANSWERED = 'S',  /* id = contact: answered at time_ms (if it was waiting) */
+    STORE_OP_ABANDONED = 'X', /* id = contact: abandoned at time_ms (if it was waiting) */
+    STORE_OP_ENDED = 'E',     /* id = contact: no longer waits, counted nowhere */
+    STORE_OP_AGENT = 'G',     /* id = agent: info = its JSON */
+} store_op_kind_t;
+
+int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, const char *id,
+                       const char *queue, const char *info, size_t info_len);
+size_t store_write_ops(const store_write_t *w);
+
+/* Appends src's operations to dst and frees src (src may be NULL). 0, or -1 out of memory. */
+int store_write_move_ops(store_write_t *dst, store_write_t *src);
 size_t store_write_bytes(const store_write_t *w);
 void store_write_free(store_write_t *w);
 

@@ -4,7 +4,7 @@
  * any input, beyond "no crash, no sanitizer report": a rejection has a real reason and a one
  * line, printable detail; an accepted event has every string inside its arena, NUL-terminated
  * and within its bound, enums in range and numbers in range. The input also goes to
- * event_parse_time, and every time accepted must survive event_format_time and back.
+ * timefmt_parse, and every time accepted must survive timefmt_format and back.
  *
  * Build with clang:  clang -fsanitize=fuzzer,address,undefined ... fuzz_event.c event.c -lcjson
  * Replay a corpus without libFuzzer (e.g. in CI with gcc): link with tests/fuzz/replay.c. */
@@ -185,18 +185,18 @@ static void check_error(const event_error_t *err)
         require(err->detail[i] >= 0x20 && err->detail[i] < 0x7f);
 }
 
-/* Whatever event_parse_time accepts formats and parses back to the same ms. */
+/* Whatever timefmt_parse accepts formats and parses back to the same ms. */
 static void check_time_round_trip(const uint8_t *data, size_t size)
 {
-    char text[64], formatted[EVENT_TIME_TEXT_SIZE];
+    char text[64], formatted[TIMEFMT_TEXT_SIZE];
     int64_t ms, again;
     if (size >= sizeof text)
         return;
     memcpy(text, data, size);
     text[size] = '\0';
-    if (event_parse_time(text, &ms) < 0 || event_format_time(ms, formatted, sizeof formatted) < 0)
+    if (timefmt_parse(text, &ms) < 0 || timefmt_format(ms, formatted, sizeof formatted) < 0)
         return;
-    require(event_parse_time(formatted, &again) == 0 && again == ms);
+    require(timefmt_parse(formatted, &again) == 0 && again == ms);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,11 +5,11 @@ source "$(dirname "$0")/../support/it_lib.sh"
 
 meta=$(kcat -L -b "$KAFKA_BROKERS")
 echo "$meta" | grep -q "broker.* at 127.0.0.1:" || fail "kcat -L lists no broker: $meta"
-for topic in interactions alerts feedback deadletter; do
+for topic in interactions alerts assignments feedback deadletter; do
     echo "$meta" | grep -q "topic \"$topic\" with [0-9]* partitions" ||
         fail "kcat -L does not list topic $topic"
 done
-ok "kcat -L lists the brokers and the four topics"
+ok "kcat -L lists the brokers and the five topics"
 
 printf '%s\n' "k1:$NONCE-one" "k2:$NONCE-two" |
     kcat -P -b "$KAFKA_BROKERS" -t it-single -K: -H "origin=it" -H "run=$NONCE"

@@ -2,8 +2,9 @@
 
 Run by ctest with Debian's /usr/bin/python3 (it has python3-confluent-kafka and
 python3-redis). The shared stack (tests/support/stack.sh) gives a real redis-server and the
-embedded Kafka; each test X owns the topics it-eng-X, it-eng-X-alerts and it-eng-X-dlq, and
-uses customer ids with a per-run nonce so that runs never see each other's state.
+embedded Kafka; each test X owns the topics it-eng-X, it-eng-X-alerts, it-eng-X-dlq and
+it-eng-X-assign, and uses customer ids with a per-run nonce so that runs never see each
+other's state.
 
     from engine_it import *
     t = EngineTest("rules")
@@ -123,6 +124,7 @@ class EngineTest:
         self.topic = "it-eng-" + name
         self.alerts_topic = self.topic + "-alerts"
         self.dlq_topic = self.topic + "-dlq"
+        self.assign_topic = self.topic + "-assign"
         self.nonce = uuid.uuid4().hex[:8]
         self.group = "it-eng-%s-%s" % (name, self.nonce)
         self.brokers = STACK["KAFKA_BROKERS"]
@@ -135,8 +137,9 @@ class EngineTest:
         self.engines = []
         # Alerts and dead letters are read from the offsets the topics had when the test
         # began: earlier runs against the same stack are not this run's.
-        self.start_offsets = {t: self.end_offsets(t) for t in (self.alerts_topic, self.dlq_topic)}
-        self.seen = {self.alerts_topic: [], self.dlq_topic: []}
+        own = (self.alerts_topic, self.dlq_topic, self.assign_topic)
+        self.start_offsets = {t: self.end_offsets(t) for t in own}
+        self.seen = {t: [] for t in own}
         self.readers = {}
 
     def cid(self, name):
@@ -196,6 +199,9 @@ class EngineTest:
     def read_alerts(self, expect=None, timeout=30, settle=0.0):
         return [json.loads(m.value()) for m in self.read(self.alerts_topic, expect, timeout, settle)]
 
+    def read_assignments(self, expect=None, timeout=30, settle=0.0):
+        return [json.loads(m.value()) for m in self.read(self.assign_topic, expect, timeout, settle)]
+
     def read_deadletters(self, expect=None, timeout=30, settle=0.0):
         out = []
         for m in self.read(self.dlq_topic, expect, timeout, settle):
@@ -228,6 +234,7 @@ class EngineTest:
             "INTEGRAL_ENGINE_GROUP": self.group,
             "INTEGRAL_ENGINE_ALERTS_TOPIC": self.alerts_topic,
             "INTEGRAL_ENGINE_DEADLETTER_TOPIC": self.dlq_topic,
+            "INTEGRAL_ENGINE_ASSIGNMENTS_TOPIC": self.assign_topic,
             "INTEGRAL_ENGINE_RULES_FILE": os.path.join(SOURCE, "config/rules.json"),
             "INTEGRAL_ENGINE_MODEL_FILE": os.path.join(SOURCE, "config/model.json"),
         })

@@ -85,7 +85,7 @@ static void assert_bad_data(const char *type, const char *data, const char *deta
 static int64_t time_of(const char *text)
 {
     int64_t ms = 0;
-    if (event_parse_time(text, &ms) != 0) fail_msg("event_parse_time rejected %s", text);
+    if (timefmt_parse(text, &ms) != 0) fail_msg("timefmt_parse rejected %s", text);
     return ms;
 }
 
@@ -642,9 +642,9 @@ static void leap_day_is_valid_in_2024_only(void **state)
 static void century_leap_rules_apply(void **state)
 {
     int64_t ms;
-    assert_int_equal(event_parse_time("2000-02-29T00:00:00Z", &ms), 0);
-    assert_int_equal(event_parse_time("1900-02-29T00:00:00Z", &ms), -1);
-    assert_int_equal(event_parse_time("2100-02-29T00:00:00Z", &ms), -1);
+    assert_int_equal(timefmt_parse("2000-02-29T00:00:00Z", &ms), 0);
+    assert_int_equal(timefmt_parse("1900-02-29T00:00:00Z", &ms), -1);
+    assert_int_equal(timefmt_parse("2100-02-29T00:00:00Z", &ms), -1);
 }
 
 static void offsets_convert_to_utc(void **state)
@@ -1070,18 +1070,18 @@ static void enum_names_round_trip(void **state)
     assert_string_equal(event_channel_name(EVENT_CHANNEL_COUNT), "unknown");
 }
 
-/* ---- event_format_time */
+/* ---- timefmt_format */
 
 static void format_time_writes_utc_with_milliseconds(void **state)
 {
-    char out[EVENT_TIME_TEXT_SIZE];
-    assert_int_equal(event_format_time(EVENT_TIME_MS + 123, out, sizeof out), 24);
+    char out[TIMEFMT_TEXT_SIZE];
+    assert_int_equal(timefmt_format(EVENT_TIME_MS + 123, out, sizeof out), 24);
     assert_string_equal(out, "2026-11-30T17:02:20.123Z");
-    assert_int_equal(event_format_time(0, out, sizeof out), 24);
+    assert_int_equal(timefmt_format(0, out, sizeof out), 24);
     assert_string_equal(out, "1970-01-01T00:00:00.000Z");
-    assert_int_equal(event_format_time(-1, out, sizeof out), 24);
+    assert_int_equal(timefmt_format(-1, out, sizeof out), 24);
     assert_string_equal(out, "1969-12-31T23:59:59.999Z");
-    assert_int_equal(event_format_time(INT64_C(1709164800000), out, sizeof out), 24);
+    assert_int_equal(timefmt_format(INT64_C(1709164800000), out, sizeof out), 24);
     assert_string_equal(out, "2024-02-29T00:00:00.000Z");
 }
 
@@ -1091,20 +1091,20 @@ static void format_time_round_trips_through_parse(void **state)
         INT64_C(-62135596800000), -86400001, 0, 951782400000, INT64_C(1796058140999),
         INT64_C(253402300799999)};
     for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
-        char out[EVENT_TIME_TEXT_SIZE];
-        assert_int_equal(event_format_time(samples[i], out, sizeof out), 24);
+        char out[TIMEFMT_TEXT_SIZE];
+        assert_int_equal(timefmt_format(samples[i], out, sizeof out), 24);
         assert_true(time_of(out) == samples[i]);
     }
 }
 
 static void format_time_refuses_a_small_buffer_or_a_five_digit_year(void **state)
 {
-    char out[EVENT_TIME_TEXT_SIZE];
-    assert_int_equal(event_format_time(0, out, sizeof out - 1), -1);
-    assert_int_equal(event_format_time(INT64_C(253402300800000), out, sizeof out), -1);
+    char out[TIMEFMT_TEXT_SIZE];
+    assert_int_equal(timefmt_format(0, out, sizeof out - 1), -1);
+    assert_int_equal(timefmt_format(INT64_C(253402300800000), out, sizeof out), -1);
     assert_string_equal(out, "");
-    assert_int_equal(event_format_time(INT64_MIN, out, sizeof out), -1);
-    assert_int_equal(event_format_time(INT64_MAX, out, sizeof out), -1);
+    assert_int_equal(timefmt_format(INT64_MIN, out, sizeof out), -1);
+    assert_int_equal(timefmt_format(INT64_MAX, out, sizeof out), -1);
 }
 
 #define TEST(name) cmocka_unit_test_setup(name, setup)

@@ -47,10 +47,10 @@ static int setup(void **state)
 
 static int apply_to(customer_t *c, const char *type, int64_t t, const char *data)
 {
-    char msg[2048], time[EVENT_TIME_TEXT_SIZE];
+    char msg[2048], time[TIMEFMT_TEXT_SIZE];
     event_limits_t limits = {EVENT_MAX_BYTES_DEFAULT, 0, -1};
     event_error_t perr;
-    assert_int_equal(event_format_time(t, time, sizeof time), 24);
+    assert_int_equal(timefmt_format(t, time, sizeof time), 24);
     int n = snprintf(msg, sizeof msg,
                      "{\"specversion\":\"1.0\",\"id\":\"e-%d\",\"source\":\"/t\",\"type\":\"%s\","
                      "\"time\":\"%s\",\"subject\":\"%s\",\"data\":%s}",

@@ -47,10 +47,10 @@ static void parse_event(const char *id, const char *subject, const char *type, i
                         const char *data)
 {
     static char msg[4096];
-    char time[EVENT_TIME_TEXT_SIZE];
+    char time[TIMEFMT_TEXT_SIZE];
     event_limits_t limits = {EVENT_MAX_BYTES_DEFAULT, 0, -1};
     event_error_t perr;
-    assert_int_equal(event_format_time(t, time, sizeof time), 24);
+    assert_int_equal(timefmt_format(t, time, sizeof time), 24);
     int n = snprintf(msg, sizeof msg,
                      "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/test\",\"type\":\"%s\","
                      "\"time\":\"%s\",\"subject\":\"%s\"%s%s}",
@@ -840,7 +840,7 @@ static void small_buffer_is_enospc(void **state)
     assert_string_equal(small, "");
 }
 
-static void times_match_event_format_time(void **state)
+static void times_match_timefmt_format(void **state)
 {
     const int64_t times[] = {T0,
                              T0 + 999,
@@ -850,11 +850,11 @@ static void times_match_event_format_time(void **state)
                              INT64_C(253402300799999),
                              INT64_C(951782400000) /* 2000-02-29 */};
     for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
-        char want[EVENT_TIME_TEXT_SIZE], needle[64];
+        char want[TIMEFMT_TEXT_SIZE], needle[64];
         assert_int_equal(customer_init(&cust, SUBJECT), 0);
         cust.clock_ms = times[i];
         to_json(&cust, doc);
-        assert_int_equal(event_format_time(times[i], want, sizeof want), 24);
+        assert_int_equal(timefmt_format(times[i], want, sizeof want), 24);
         snprintf(needle, sizeof needle, "\"updated\":\"%s\"", want);
         if (!strstr(doc, needle))
             fail_msg("%lld: no %s in %.120s", (long long)times[i], needle, doc);
@@ -1005,7 +1005,7 @@ int main(void)
         cmocka_unit_test_setup(resumed_customer_applies_like_the_original, setup),
         cmocka_unit_test_setup(heavy_customer_document_stays_bounded, setup),
         cmocka_unit_test_setup(small_buffer_is_enospc, setup),
-        cmocka_unit_test_setup(times_match_event_format_time, setup),
+        cmocka_unit_test_setup(times_match_timefmt_format, setup),
         cmocka_unit_test_setup(garbage_json_rejected, setup),
         cmocka_unit_test_setup(bad_field_in_document_named_in_error, setup),
         cmocka_unit_test_setup(unsorted_timeline_rejected, setup),
