@@ -365,6 +365,29 @@ const char *http_request_path(const http_request_t *req)
     return req->path;
 }
 
+int http_request_peer(const http_request_t *req, char *out, size_t cap)
+{
+    struct sockaddr_storage addr;
+    int len = sizeof addr;
+    char host[INET6_ADDRSTRLEN] = "";
+    snprintf(out, cap, "unknown");
+    if (!req->conn || uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&addr, &len) != 0)
+        return UV_ENOTCONN;
+    int port = 0;
+    if (addr.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&addr;
+        uv_ip4_name(a, host, sizeof host);
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%d", host, port);
+    } else if (addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&addr;
+        uv_ip6_name(a, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%d", host, port);
+    }
+    return 0;
+}
+
 const char *http_request_query(const http_request_t *req)
 {
     return req->query;

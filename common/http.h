@@ -143,6 +143,10 @@ const char *http_request_method(const http_request_t *req);
  * without a path. */
 const char *http_request_path(const http_request_t *req);
 
+/* Writes the client's address ("127.0.0.1:5000", "[::1]:5000") into out, for logs. Returns
+ * 0, or UV_ENOTCONN with "unknown" in out. */
+int http_request_peer(const http_request_t *req, char *out, size_t cap);
+
 /* The query string after '?', undecoded, without the '?' ("" when there is none). */
 const char *http_request_query(const http_request_t *req);
 

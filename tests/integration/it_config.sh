@@ -13,6 +13,9 @@ expect_config_error() {
     grep -qF -- "$expected" "$WORK/err" || fail "$what: '$expected' not in: $(cat "$WORK/err")"
 }
 
+# The gateway refuses to start without a token secret; the checks below need one.
+export INTEGRAL_GATEWAY_JWT_SECRET=it-config-secret-0123456789abcdef0123
+
 for bin in "$BIN"/integral-*; do
     name=$(basename "$bin")
     echo '{"log": {"levle": "debug"}}' >"$WORK/unknown.json"
@@ -44,6 +47,16 @@ for bin in "$BIN"/integral-*; do
     fi
     ok "$name: bad configurations are refused with one line naming the key"
 done
+
+if [ -x "$BIN/integral-gateway" ]; then
+    expect_config_error "gateway without a secret" "gateway.jwt_secret: " \
+        env INTEGRAL_GATEWAY_JWT_SECRET= "$BIN/integral-gateway" --check-config
+    expect_config_error "gateway with a short secret" "gateway.jwt_secret: " \
+        env INTEGRAL_GATEWAY_JWT_SECRET=short "$BIN/integral-gateway" --check-config
+    expect_config_error "gateway with a bad origin" "gateway.allowed_origins: " \
+        env INTEGRAL_GATEWAY_ALLOWED_ORIGINS=evil.example "$BIN/integral-gateway" --check-config
+    ok "integral-gateway: a missing or short secret and a bad origin are refused"
+fi
 
 # config/README.md is generated from the binaries' own key tables: it must be current.
 "$INTEGRAL_SOURCE_DIR/config/make-readme.sh" "$BIN" >"$WORK/README.md"

@@ -7,6 +7,7 @@
  * ends with uv_loop_close() == 0. A client may also signal a "phase" mid-way, so that the
  * loop does something (close the server) while connections are still open. */
 #include "http.h"
+#include "test_socket.h"
 #include "metrics.h"
 
 #include <setjmp.h>
@@ -432,20 +433,7 @@ static client_t *client_open_rcvbuf(test_t *t, int rcvbuf)
     client_t *cl = calloc(1, sizeof *cl);
     if (!cl)
         abort();
-    cl->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (rcvbuf > 0)
-        setsockopt(cl->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(cl->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(cl->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(cl->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        close(cl->fd);
-        cl->fd = -1;
-    }
+    cl->fd = test_tcp_connect(t->port, rcvbuf);
     return cl;
 }
 
