@@ -13,6 +13,8 @@
 #   INTEGRAL_RUN_DIR (./run)  INTEGRAL_BUILD_DIR (./build)  INTEGRAL_REDIS_PORT (6390)
 # The HTTP port of each service is in its config file, config/<service>.json.
 # The embedded Kafka is in memory and for development only: stopping it loses every topic.
+# The gateway's token secret is made once, at random, in RUN/jwt.secret; demo tokens for a
+# few agents and a supervisor are printed with the web UI's addresses.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,6 +96,33 @@ start_binary() {
     echo $! >"$RUN/$name.pid"
 }
 
+# The gateway's HS256 secret: random, made once per run directory, never in a file of the
+# repository.
+jwt_secret() {
+    if [ ! -s "$RUN/jwt.secret" ]; then
+        (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$RUN/jwt.secret")
+    fi
+    cat "$RUN/jwt.secret"
+}
+
+# Demo tokens (12 hours) and the pages to open with them.
+print_demo() {
+    [ -x "$BUILD/bin/integral-gateway" ] && pid_alive "$RUN/gateway.pid" || return 0
+    local port secret agent token
+    port=$(http_port gateway)
+    secret=$(jwt_secret)
+    printf 'Agent desktops (demo tokens, valid 12 h):\n'
+    for agent in ${INTEGRAL_DEMO_AGENTS:-A001 A002 A003}; do
+        token=$(INTEGRAL_GATEWAY_JWT_SECRET=$secret "$BUILD/bin/integral-gateway" token \
+            --sub "$agent" --role agent --ttl 12h)
+        printf '  %-5s http://127.0.0.1:%s/?token=%s\n' "$agent" "$port" "$token"
+    done
+    token=$(INTEGRAL_GATEWAY_JWT_SECRET=$secret "$BUILD/bin/integral-gateway" token \
+        --sub S001 --role supervisor --ttl 12h)
+    printf 'Supervisor wallboard:\n  S001  http://127.0.0.1:%s/supervisor?token=%s\n\n' \
+        "$port" "$token"
+}
+
 start_all() {
     mkdir -p "$RUN"
     build
@@ -105,8 +134,10 @@ start_all() {
     brokers=$(cat "$RUN/kafka.bootstrap")
     for svc in "${SERVICES[@]}"; do
         [ -x "$BUILD/bin/integral-$svc" ] || continue
+        local secret=()
+        [ "$svc" != gateway ] || secret=(INTEGRAL_GATEWAY_JWT_SECRET="$(jwt_secret)")
         start_binary "$svc" INTEGRAL_KAFKA_BROKERS="$brokers" INTEGRAL_REDIS_HOST=127.0.0.1 \
-            INTEGRAL_REDIS_PORT="$REDIS_PORT"
+            INTEGRAL_REDIS_PORT="$REDIS_PORT" "${secret[@]}"
         wait_healthy "$svc" "$(http_port "$svc")" "$RUN/$svc.pid"
     done
     status
@@ -164,6 +195,7 @@ status() {
         printf '  try: kcat -L -b %s\n' "$(cat "$RUN/kafka.bootstrap")"
     fi
     printf 'Logs: %s/*.log\n\n' "$RUN"
+    print_demo
     [ $any -eq 1 ] || log "nothing is running"
 }
 
