@@ -17,6 +17,7 @@
 #include "log.h"
 #include "service.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +194,14 @@ static void register_metrics(gw_t *gw)
                      read_u64, (void *)&ws->messages_out);
     metrics_gauge_fn(m, "integral_gateway_ws_bytes_out", "WebSocket bytes written.", NULL,
                      read_u64, (void *)&ws->bytes_out);
+    for (int e = 0; e < WS_END_COUNT; e++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "how=\"%s\"", ws_end_name((ws_end_t)e));
+        metrics_gauge_fn(m, "integral_gateway_sessions_ended",
+                         e == 0 ? "WebSocket sessions ended, by how (slow: 1008 slow consumer)."
+                                : NULL,
+                         labels, read_u64, (void *)&ws->ended[e]);
+    }
     metrics_gauge_fn(m, "integral_gateway_consumer_lag",
                      "Alerts and notices not yet consumed.", NULL, read_lag, gw);
 }

@@ -672,8 +672,8 @@ static bool rate_ok(session_t *s)
         return true;
     }
     s->gw->sessions->stats.rate_limited++;
-    if (++s->excess > (unsigned)cfg->rate_limit_burst)
-        ws_close(s->ws, WS_CLOSE_CODE_POLICY, "rate limit");
+    if (++s->excess > (unsigned)cfg->rate_limit_burst) /* after the errors it was sent */
+        ws_close_after_send(s->ws, WS_CLOSE_CODE_POLICY, "rate limit");
     else
         send_error(s, "rate_limited", "too many messages; slow down", NULL);
     return false;
