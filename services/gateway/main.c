@@ -165,6 +165,11 @@ static double read_u64(void *ctx)
     return (double)*(const uint64_t *)ctx;
 }
 
+static double read_backlog(void *ctx)
+{
+    return (double)sessions_backlog_bytes(ctx);
+}
+
 static double read_lag(void *ctx)
 {
     gw_t *gw = ctx;
@@ -194,6 +199,9 @@ static void register_metrics(gw_t *gw)
                      read_u64, (void *)&ws->messages_out);
     metrics_gauge_fn(m, "integral_gateway_ws_bytes_out", "WebSocket bytes written.", NULL,
                      read_u64, (void *)&ws->bytes_out);
+    metrics_gauge_fn(m, "integral_gateway_backlog_bytes",
+                     "Bytes queued for all authenticated clients, not yet written.", NULL,
+                     read_backlog, gw);
     for (int e = 0; e < WS_END_COUNT; e++) {
         char labels[48];
         snprintf(labels, sizeof labels, "how=\"%s\"", ws_end_name((ws_end_t)e));

@@ -8,6 +8,7 @@
 #include "gwstore.h"
 #include "jsonw.h"
 #include "log.h"
+#include "timefmt.h"
 #include "wallboard.h"
 
 #include <cJSON.h>
@@ -61,6 +62,7 @@ struct sessions {
     size_t feed_cap, feed_next, feed_count;
     sessions_stats_t stats;
     metrics_counter_t *auth_failed[AUTH_WRONG_ROLE + 2];
+    metrics_histogram_t *send_latency;
 };
 
 int64_t gw_now_ms(void)
@@ -185,6 +187,22 @@ static long alert_message(char *buf, size_t cap, const char *seq, const char *al
     return jsonw_finish(&w);
 }
 
+/* From when the engine raised an alert (its "time", the second member the engine writes) to
+ * its handing to an agent's socket: the gateway's share of the alert latency plus Kafka's. */
+static void observe_send_latency(sessions_t *ss, const char *alert, size_t len)
+{
+    static const char key[] = "\"time\":\"";
+    const char *at = memmem(alert, len, key, sizeof key - 1);
+    char text[TIMEFMT_TEXT_SIZE];
+    int64_t raised;
+    if (!at || (size_t)(alert + len - at) < sizeof key - 1 + TIMEFMT_TEXT_SIZE)
+        return;
+    memcpy(text, at + sizeof key - 1, TIMEFMT_TEXT_SIZE - 1);
+    text[TIMEFMT_TEXT_SIZE - 1] = '\0';
+    if (timefmt_parse(text, &raised) == 0)
+        metrics_histogram_observe(ss->send_latency, (double)(gw_now_ms() - raised) / 1000.0);
+}
+
 static void deliver(session_t *s, const char *seq, const char *alert, size_t len)
 {
     if (gwstore_seq_cmp(seq, s->last_seq) <= 0)
@@ -196,6 +214,7 @@ static void deliver(session_t *s, const char *seq, const char *alert, size_t len
         session_send(s, buf, (size_t)n);
         snprintf(s->last_seq, sizeof s->last_seq, "%s", seq);
         s->gw->sessions->stats.alerts_sent++;
+        observe_send_latency(s->gw->sessions, alert, len);
     }
     free(buf);
 }
@@ -783,8 +802,25 @@ int sessions_init(gw_t *gw)
         ss->auth_failed[r] = metrics_counter(gw->svc->metrics, "integral_gateway_auth_failures_total",
                                              "Refused authentications, by reason.", labels);
     }
+    ss->send_latency = metrics_histogram(
+        gw->svc->metrics, "integral_gateway_send_latency_seconds",
+        "From an alert raised by the engine to its handing to an agent's socket.", NULL,
+        metrics_latency_buckets, metrics_latency_buckets_count);
     gw->sessions = ss;
     return 0;
+}
+
+size_t sessions_backlog_bytes(const gw_t *gw)
+{
+    const sessions_t *ss = gw->sessions;
+    size_t total = 0;
+    for (int b = 0; b < AGENT_BUCKETS; b++)
+        for (const agent_t *a = ss->agents[b]; a; a = a->next)
+            for (const session_t *s = a->sessions; s; s = s->next_of_agent)
+                total += s->ws ? ws_backlog(s->ws) : 0;
+    for (const session_t *s = ss->supervisors; s; s = s->next_sup)
+        total += s->ws ? ws_backlog(s->ws) : 0;
+    return total;
 }
 
 void sessions_free(gw_t *gw)

@@ -59,6 +59,9 @@ void session_send(session_t *s, const char *msg, size_t len);
 /* A feedback message's fate, from the producer's delivery report (opaque of the send). */
 void sessions_on_feedback_delivery(gw_t *gw, void *opaque, bool delivered);
 
+/* Bytes queued for every authenticated client together (for /metrics; walks the sessions). */
+size_t sessions_backlog_bytes(const gw_t *gw);
+
 /* Counts a screen pop sent (feed.c). */
 void sessions_note_screen_pop(gw_t *gw);
 

@@ -165,6 +165,13 @@ async def routing_and_feedback(gw, gw2):
     check(sorted(m["type"] for m in fb) == ["ack", "feedback"] and all(m["agent_id"] == a1 for m in fb),
           "ack and feedback are on the feedback topic with the agent's id")
 
+    # /metrics: connections by role, deliveries and their latency, backlogs, auth failures.
+    check(gw.metric('integral_gateway_connections{role="supervisor"}') == 1, "/metrics counts the supervisor")
+    check(gw.metric("integral_gateway_send_latency_seconds_count") >= 2, "/metrics has the send latency")
+    check(gw.metric("integral_gateway_backlog_bytes") >= 0, "/metrics has the backlog")
+    check(gw.metric('integral_gateway_auth_failures_total{reason="bad_alg"}') == 2,
+          "/metrics counts refused tokens by reason")
+
     # The API: an agent reads only its own customer.
     st, body = gw.http("/api/customers/" + cust, {"Authorization": "Bearer " + gw.token(a1)})
     check(st == 200 and json.loads(body)["id"] == cust and "w" not in json.loads(body), "the agent reads its customer")
