@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # README's test command: installs what is missing, builds, and runs every test with ctest
-# (unit tests, then integration tests against a real redis-server and the embedded Kafka).
+# (unit tests, then integration tests against a real redis-server and the embedded Kafka,
+# the web UI's in Debian's headless chromium among them: deps.sh --browser installs chromium,
+# node and the browser tests' npm package).
 #
 #   tests/run.sh [BUILD_DIR] [ctest arguments...]      (BUILD_DIR defaults to ./build-test)
 #
@@ -12,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build-test}
 shift || true
 
-"$ROOT/deploy/deps.sh"
+"$ROOT/deploy/deps.sh" --browser
 cmake -S "$ROOT" -B "$BUILD" \
     -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Debug}" \
     -DINTEGRAL_SANITIZE="${INTEGRAL_SANITIZE:-OFF}" \
