@@ -22,7 +22,7 @@ RUN=${INTEGRAL_RUN_DIR:-$ROOT/run}
 BUILD=${INTEGRAL_BUILD_DIR:-$ROOT/build}
 REDIS_PORT=${INTEGRAL_REDIS_PORT:-6390}
 # Services in start order; the stop order is the reverse. Ones not built yet are skipped.
-SERVICES=(engine gateway simulator)
+SERVICES=(engine gateway sim)
 
 log() { printf '[integral] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
