@@ -11,7 +11,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <stdbool.h>
 
-#define CLUSTER_TOPICS_MAX 64
+#define CLUSTER_TOPICS_MAX 128
 
 typedef struct {
     char name[250];
