@@ -73,7 +73,7 @@ static const config_key_t sim_keys[] = {
      "Customers (ids c-00001, ...)."},
     {"sim.partners", CONFIG_INT, offsetof(sim_settings_t, partners), "10", 0, 100000, NULL,
      "Partner accounts (subjects partner:P001, ...): few, large orders."},
-    {"sim.agents", CONFIG_INT, offsetof(sim_settings_t, agents), "12", 1, 999, NULL,
+    {"sim.agents", CONFIG_INT, offsetof(sim_settings_t, agents), "8", 1, 999, NULL,
      "Agents (ids A001, A002, ...), each serving one or two queues."},
     {"sim.queues", CONFIG_STRING, offsetof(sim_settings_t, queues),
      "support,billing,sales,retention", 1, 512, NULL,
@@ -82,7 +82,7 @@ static const config_key_t sim_keys[] = {
     {"sim.history_days", CONFIG_INT, offsetof(sim_settings_t, history_days), "60", 0, 730, NULL,
      "Days of past orders and contacts sent first, with their past times, so that customers "
      "have a value and a history from the first minute."},
-    {"sim.contacts_per_hour", CONFIG_DOUBLE, offsetof(sim_settings_t, contacts_per_hour), "240",
+    {"sim.contacts_per_hour", CONFIG_DOUBLE, offsetof(sim_settings_t, contacts_per_hour), "160",
      0.1, 10000000, NULL, "Contacts arriving per simulated hour at the day's peak."},
     {"sim.start_hour", CONFIG_INT, offsetof(sim_settings_t, start_hour), "10", 0, 23, NULL,
      "The hour of the simulated day the live part starts at (arrivals follow the hour: the "

@@ -493,6 +493,8 @@ static void history_contact(sim_t *s, int customer, int64_t t)
     c->in_contact = false;
     c->mood = clamp(c->mood + (ok ? -0.05 : 0.15), 0, 1);
     k->state = CONTACT_DONE;
+    if (!ok && chance(&s->rng, 0.3 + c->mood)) /* not solved: they call again */
+        schedule(s, t + (int64_t)(exponential(&s->rng, 3.0) * DAY_MS), ACT_RECONTACT, customer, 0);
 }
 
 /* The agents of queue q that are free, the first one found. */
@@ -570,7 +572,13 @@ static void on_arrival(sim_t *s, int64_t t)
     int64_t next = t + (int64_t)(exponential(&s->rng, 3600.0 / per_hour) * 1000);
     if (!history || next < s->start_ms) /* the live arrivals have their own chain from start */
         schedule(s, next, ACT_ARRIVAL, 0, 0);
+    /* Unhappy customers contact more often: now and then the moodiest of a few. */
     int customer = below(&s->rng, s->n_customers);
+    for (int k = 0; chance(&s->rng, 0.4) && k < 3; k++) {
+        int other = below(&s->rng, s->n_customers);
+        if (s->customers[other].mood > s->customers[customer].mood)
+            customer = other;
+    }
     customer_t *c = &s->customers[customer];
     if (c->in_contact || c->cancelled)
         return;
@@ -612,7 +620,7 @@ static void on_sentiment(sim_t *s, int contact, int64_t t)
     if (k->state != CONTACT_ACTIVE)
         return;
     const customer_t *c = &s->customers[k->customer];
-    double score = clamp(normal(&s->rng, 0.35 - 1.1 * c->mood - 0.3 * c->churn, 0.25), -1, 1);
+    double score = clamp(normal(&s->rng, 0.3 - 1.3 * c->mood - 0.3 * c->churn, 0.25), -1, 1);
     emit_t e;
     if (emit_begin(s, &e, "sentiment.sampled", "/sim/speech", c->id, t)) {
         put_str(&e, "contact_id", k->id);
