@@ -174,12 +174,16 @@ static void send_file(http_request_t *req, const char *dir, const char *relative
         http_respond(req, 500, "text/plain", "cannot read the file\n", 21);
         return;
     }
+    /* A page opened with ?token= must not pass its URL on (Referer) to anything, nor be
+     * framed (clickjacking). */
     const http_header_t h[] = {{"Cache-Control", "no-cache"},
                                {"X-Content-Type-Options", "nosniff"},
+                               {"Referrer-Policy", "no-referrer"},
                                {"Content-Security-Policy",
                                 "default-src 'self'; connect-src 'self' ws: wss:; "
-                                "img-src 'self' data:; media-src 'self' data:"}};
-    http_respond_headers(req, 200, content_type(path), h, 3, body, size);
+                                "img-src 'self' data:; media-src 'self' data:; "
+                                "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"}};
+    http_respond_headers(req, 200, content_type(path), h, 4, body, size);
     free(body);
 }
 

@@ -49,6 +49,7 @@ typedef struct {
     long max_waiting_listed;
     long service_level_threshold_s;
     char *service_level_formula;
+    double service_level_target;
     double at_risk_churn;
     long feed_size;
     char *web_dir;

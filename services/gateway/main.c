@@ -89,6 +89,9 @@ static const config_key_t gateway_keys[] = {
      offsetof(gateway_config_t, service_level_formula), "offered", 1, 64, WALLBOARD_FORMULAS,
      "answered: within/answered; offered: within/(answered+abandoned); "
      "offered_minus_short_abandons: within/(answered+abandoned-abandoned within threshold)."},
+    {"gateway.service_level_target", CONFIG_DOUBLE,
+     offsetof(gateway_config_t, service_level_target), "0.8", 0, 1, NULL,
+     "The service level aimed at (0.8: 80 % within the threshold), shown on the wallboard."},
     {"gateway.at_risk_churn", CONFIG_DOUBLE, offsetof(gateway_config_t, at_risk_churn), "0.7", 0,
      1, NULL, "A waiting customer with this churn risk or more is flagged at_risk."},
     {"gateway.feed_size", CONFIG_INT, offsetof(gateway_config_t, feed_size), "200", 0, 100000,

@@ -87,8 +87,10 @@ void session_send(session_t *s, const char *msg, size_t len)
         ws_send_text(s->ws, msg, len); /* a full backlog closes it with 1008 (ws.c) */
 }
 
-/* {"type":"error","code":...,"message":...,"ref":...}: a client message that was refused. */
-static void send_error(session_t *s, const char *code, const char *message, const char *ref)
+/* {"type":"error","code":...,"message":...,"ref":...[,"alert_id":...]}: a client message
+ * that was refused; alert_id (may be NULL) names the alert an ack or feedback was about. */
+static void send_error_about(session_t *s, const char *code, const char *message,
+                             const char *ref, const char *alert_id)
 {
     char buf[512];
     jsonw_t w;
@@ -102,12 +104,21 @@ static void send_error(session_t *s, const char *code, const char *message, cons
     jsonw_string(&w, message);
     jsonw_key(&w, "ref");
     jsonw_string(&w, ref);
+    if (alert_id) {
+        jsonw_key(&w, "alert_id");
+        jsonw_string(&w, alert_id);
+    }
     jsonw_object_end(&w);
     long n = jsonw_finish(&w);
     if (n > 0) {
         session_send(s, buf, (size_t)n);
         s->gw->sessions->stats.errors_sent++;
     }
+}
+
+static void send_error(session_t *s, const char *code, const char *message, const char *ref)
+{
+    send_error_about(s, code, message, ref, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -413,7 +424,7 @@ static void session_unref(session_t *s)
 
 static void send_welcome(session_t *s, bool gap)
 {
-    char buf[512], expires[40];
+    char buf[4096], expires[40];
     time_t exp = (time_t)s->claims.exp;
     struct tm tm;
     gmtime_r(&exp, &tm);
@@ -429,6 +440,17 @@ static void send_welcome(session_t *s, bool gap)
     jsonw_string(&w, s->claims.sub);
     jsonw_key(&w, "expires");
     jsonw_string(&w, expires);
+    if (s->claims.role == AUTH_ROLE_SUPERVISOR) {
+        jsonw_key(&w, "queues"); /* the scope; null: every queue */
+        if (s->claims.n_queues == 0) {
+            jsonw_null(&w);
+        } else {
+            jsonw_array_begin(&w);
+            for (size_t i = 0; i < s->claims.n_queues; i++)
+                jsonw_string(&w, s->claims.queues[i]);
+            jsonw_array_end(&w);
+        }
+    }
     if (s->claims.role == AUTH_ROLE_AGENT) {
         jsonw_key(&w, "resume");
         jsonw_object_begin(&w);
@@ -583,12 +605,13 @@ static void on_feedback(session_t *s, const cJSON *msg, bool is_ack)
         return;
     }
     if (!is_ack && !cJSON_IsBool(useful)) {
-        send_error(s, "bad_message", "useful must be true or false", what);
+        send_error_about(s, "bad_message", "useful must be true or false", what, id->valuestring);
         return;
     }
     if (!is_ack && outcome && !cJSON_IsNull(outcome) &&
         (!cJSON_IsString(outcome) || strlen(outcome->valuestring) > OUTCOME_MAX)) {
-        send_error(s, "bad_message", "outcome must be text of at most 500 bytes", what);
+        send_error_about(s, "bad_message", "outcome must be text of at most 500 bytes", what,
+                         id->valuestring);
         return;
     }
     const char *text = !is_ack && cJSON_IsString(outcome) ? outcome->valuestring : NULL;
@@ -623,7 +646,7 @@ static void on_feedback(session_t *s, const cJSON *msg, bool is_ack)
     feedback_t *f = calloc(1, sizeof *f);
     if (n < 0 || !f) {
         free(f);
-        send_error(s, "internal", "cannot record it now", what);
+        send_error_about(s, "internal", "cannot record it now", what, id->valuestring);
         return;
     }
     f->session = s;
@@ -637,7 +660,8 @@ static void on_feedback(session_t *s, const cJSON *msg, bool is_ack)
             : RD_KAFKA_RESP_ERR__DESTROY;
     if (err) {
         free(f);
-        send_error(s, "unavailable", "feedback cannot be taken now; send it again", what);
+        send_error_about(s, "unavailable", "feedback cannot be taken now; send it again", what,
+                         id->valuestring);
         return;
     }
     s->refs++;
@@ -666,7 +690,8 @@ void sessions_on_feedback_delivery(gw_t *gw, void *opaque, bool delivered)
         if (n > 0)
             session_send(s, buf, (size_t)n);
     } else if (s->ws) {
-        send_error(s, "unavailable", "feedback was not stored; send it again", f->what);
+        send_error_about(s, "unavailable", "feedback was not stored; send it again", f->what,
+                         f->alert_id);
     }
     free(f);
     session_unref(s);

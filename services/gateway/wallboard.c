@@ -390,6 +390,8 @@ static char *build_message(gw_t *gw, const auth_claims_t *c, size_t *len)
     jsonw_string(&w, formula_definition(gw->cfg.service_level_formula));
     jsonw_key(&w, "threshold_s");
     jsonw_int(&w, gw->cfg.service_level_threshold_s);
+    jsonw_key(&w, "target");
+    jsonw_number(&w, gw->cfg.service_level_target);
     jsonw_object_end(&w);
     jsonw_key(&w, "queues");
     jsonw_array_begin(&w);

@@ -99,7 +99,7 @@ async def routing_and_feedback(gw, gw2):
     check(w1["role"] == "agent" and w1["sub"] == a1 and w1["resume"]["gap"] is False, "the agent's welcome")
     await auth(ws2, gw.token(a2))
     ws_sup = await auth(sup, gw.token(sup_id, "supervisor"))
-    check(ws_sup["role"] == "supervisor", "the supervisor's welcome")
+    check(ws_sup["role"] == "supervisor" and ws_sup["queues"] is None, "the supervisor's welcome (all queues)")
 
     # The 4th support contact in 30 days, queued: the alert is held (nobody serves the customer).
     kcat_produce(t.topic, history(cust, 3, now) + [
@@ -151,7 +151,8 @@ async def routing_and_feedback(gw, gw2):
     check(r["type"] == "recorded" and r["what"] == "feedback", "feedback recorded")
     await ws1.send(json.dumps({"type": "feedback", "alert_id": live["alert"]["id"]}))
     r = await recv(ws1, lambda m: m["type"] == "error", 10, "an error")
-    check(r["code"] == "bad_message", "feedback without useful gets a bad_message error")
+    check(r["code"] == "bad_message" and r["alert_id"] == live["alert"]["id"],
+          "feedback without useful gets a bad_message error naming the alert")
     await ws1.send("{not json")
     r = await recv(ws1, lambda m: m["type"] == "error", 10, "an error")
     check(r["code"] == "bad_message", "a malformed message gets an error, the session goes on")
@@ -181,6 +182,7 @@ async def routing_and_feedback(gw, gw2):
     check(st == 200, "a supervisor reads any customer")
     st, _ = gw.http("/api/customers/" + cust)
     check(st == 401, "no token: 401")
+    check(board["service_level"]["target"] == 0.8, "the wallboard has the service-level target")
     st, _ = gw.http("/api/customers/nobody-" + n, {"Authorization": "Bearer " + gw.token(sup_id, "supervisor")})
     check(st == 404, "an unknown customer: 404")
 

@@ -216,7 +216,8 @@ let retrySoon = null;
 function onError(msg) {
     if (msg.ref === 'ack' || msg.ref === 'feedback') {
         if (msg.code === 'unavailable' || msg.code === 'rate_limited') {
-            // The error does not say which alert: everything unrecorded goes again shortly.
+            // Everything unrecorded goes again shortly (msg.alert_id names the one refused;
+            // a rate limit refuses without reading it).
             clearTimeout(retrySoon);
             retrySoon = setTimeout(() => resendPending(0), 2000);
             return;

@@ -14,7 +14,8 @@ import {
     riskLevel, ruleLabel,
 } from './words.js';
 
-const SL_TARGET = 0.8;        // the line drawn on the chart and the colour of the figures
+let SL_TARGET = 0.8;          // the line drawn on the chart and the colour of the figures:
+                              // the gateway's gateway.service_level_target, once it says
 const FEED_MAX = 200;
 const STALE_AFTER_MS = 5000;  // no queue message for this long: the board says so
 const FILTER_KEY = 'integral.wallboard.filter';
@@ -29,8 +30,9 @@ let filter = Object.assign({ severities: [...SEVERITIES], rule: '' }, storageGet
 const session = new Session({
     role: 'supervisor',
     onWelcome(msg) {
-        const scope = session.claims && Array.isArray(session.claims.queues) && session.claims.queues.length
-            ? 'Queues: ' + session.claims.queues.join(', ') : 'All queues';
+        // The scope as the gateway verified it (not the token's unverified claims).
+        const scope = Array.isArray(msg.queues) && msg.queues.length
+            ? 'Queues: ' + msg.queues.join(', ') : 'All queues';
         $('#scope').textContent = scope;
         if (msg.expires) $('#scope').title = `Signed in as ${msg.sub} until ${fmtClock(msg.expires)}`;
     },
@@ -83,6 +85,8 @@ function setText(el, text) {
 // The queue message
 // ------------------------------------------------------------------------------------------
 function onQueue(msg) {
+    if (msg.service_level && typeof msg.service_level.target === 'number')
+        SL_TARGET = msg.service_level.target;
     board = msg;
     boardAt = Date.now();
     renderBoard();
