@@ -25,24 +25,17 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_OWNERS 16
 #define MAX_SESSIONS 16
 #define RESP_CAP 4096
-#define CLIENT_BUF (256 * 1024)
 #define FRAME_MAX (128 * 1024)
 #define SLOW_BACKLOG (512 * 1024) /* twice ws.c's high-water mark: wslay holds some */
 #define SLOW_MSG 1024
@@ -391,14 +384,8 @@ static void add_routes(test_t *t)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Client side (client thread): blocking sockets, a minimal WebSocket client
+ * Client side (client thread): a minimal WebSocket client over the blocking test_socket.h one
  * ---------------------------------------------------------------------------------------- */
-
-typedef struct {
-    int fd;
-    size_t len;
-    char buf[CLIENT_BUF];
-} client_t;
 
 typedef struct {
     bool fin, masked;
@@ -407,86 +394,9 @@ typedef struct {
     char payload[FRAME_MAX + 1];
 } frame_t;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* rcvbuf > 0 shrinks the receive buffer (before connect, so the window is small too). */
-static client_t *client_open_rcvbuf(test_t *t, int rcvbuf)
-{
-    client_t *cl = calloc(1, sizeof *cl);
-    if (!cl)
-        abort();
-    cl->fd = test_tcp_connect(t->port, rcvbuf);
-    return cl;
-}
-
-static client_t *client_open(test_t *t)
-{
-    return client_open_rcvbuf(t, 0);
-}
-
-static void client_close(client_t *cl)
-{
-    if (cl->fd >= 0)
-        close(cl->fd);
-    free(cl);
-}
-
-static bool client_send(client_t *cl, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(cl->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
-/* Reads more into cl->buf; returns the bytes read, 0 on EOF, -1 on error or timeout. */
-static ssize_t client_fill(client_t *cl)
-{
-    if (cl->len == sizeof cl->buf)
-        return -1;
-    ssize_t n;
-    do
-        n = recv(cl->fd, cl->buf + cl->len, sizeof cl->buf - cl->len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n > 0)
-        cl->len += (size_t)n;
-    return n;
-}
-
-static void client_consume(client_t *cl, size_t n)
-{
-    memmove(cl->buf, cl->buf + n, cl->len - n);
-    cl->len -= n;
-}
-
-/* True when the server closed the connection (EOF or reset) before the timeout. */
-static bool client_wait_eof(client_t *cl)
-{
-    for (;;) {
-        cl->len = 0; /* whatever comes now is not looked at */
-        ssize_t n = client_fill(cl);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return true;
-        if (n < 0)
-            return false;
-    }
-}
-
 /* Reads one HTTP response (head, then Content-Length bytes) into s->resp; sets s->status.
  * Bytes after it stay in cl->buf (WebSocket frames after a 101). */
-static void client_response(client_t *cl, session_t *s)
+static void client_response(test_client_t *cl, session_t *s)
 {
     s->status = -1;
     for (;;) {
@@ -502,17 +412,17 @@ static void client_response(client_t *cl, session_t *s)
             if (cl_hdr)
                 body = (size_t)strtoul(cl_hdr + 17, NULL, 10);
             while (cl->len < hlen + body)
-                if (client_fill(cl) <= 0)
+                if (test_client_fill(cl) <= 0)
                     return;
             if (hlen + body >= RESP_CAP)
                 return;
             memcpy(s->resp + hlen, cl->buf + hlen, body);
             s->resp[hlen + body] = '\0';
-            client_consume(cl, hlen + body);
+            test_client_discard(cl, hlen + body);
             s->status = atoi(s->resp + 9);
             return;
         }
-        if (client_fill(cl) <= 0)
+        if (test_client_fill(cl) <= 0)
             return;
     }
 }
@@ -547,29 +457,29 @@ static size_t frame_build(char *out, bool fin, int opcode, const void *payload, 
     return h + len;
 }
 
-static bool send_frame_ex(client_t *cl, bool fin, int opcode, const void *payload, size_t len,
-                          bool mask)
+static bool send_frame_ex(test_client_t *cl, bool fin, int opcode, const void *payload,
+                          size_t len, bool mask)
 {
     char *buf = malloc(len + 14);
     if (!buf)
         return false;
     size_t n = frame_build(buf, fin, opcode, payload, len, mask);
-    bool ok = client_send(cl, buf, n);
+    bool ok = test_client_send(cl, buf, n);
     free(buf);
     return ok;
 }
 
-static bool send_frame(client_t *cl, int opcode, const void *payload, size_t len)
+static bool send_frame(test_client_t *cl, int opcode, const void *payload, size_t len)
 {
     return send_frame_ex(cl, true, opcode, payload, len, true);
 }
 
-static bool send_text(client_t *cl, const char *s)
+static bool send_text(test_client_t *cl, const char *s)
 {
     return send_frame(cl, OP_TEXT, s, strlen(s));
 }
 
-static bool send_close(client_t *cl, int code, const char *reason)
+static bool send_close(test_client_t *cl, int code, const char *reason)
 {
     char p[128];
     size_t n = 0;
@@ -583,10 +493,10 @@ static bool send_close(client_t *cl, int code, const char *reason)
 }
 
 /* Reads one frame from the server. Returns false on EOF, error, timeout or an oversized frame. */
-static bool read_frame(client_t *cl, frame_t *f)
+static bool read_frame(test_client_t *cl, frame_t *f)
 {
     while (cl->len < 2)
-        if (client_fill(cl) <= 0)
+        if (test_client_fill(cl) <= 0)
             return false;
     const uint8_t *b = (const uint8_t *)cl->buf;
     size_t h = 2;
@@ -594,7 +504,7 @@ static bool read_frame(client_t *cl, frame_t *f)
     size_t ext = len == 126 ? 2 : len == 127 ? 8 : 0;
     bool masked = (b[1] & 0x80) != 0;
     while (cl->len < h + ext + (masked ? 4 : 0))
-        if (client_fill(cl) <= 0)
+        if (test_client_fill(cl) <= 0)
             return false;
     b = (const uint8_t *)cl->buf;
     if (ext) {
@@ -611,7 +521,7 @@ static bool read_frame(client_t *cl, frame_t *f)
     if (len > FRAME_MAX)
         return false;
     while (cl->len < h + len)
-        if (client_fill(cl) <= 0)
+        if (test_client_fill(cl) <= 0)
             return false;
     b = (const uint8_t *)cl->buf;
     f->fin = (b[0] & 0x80) != 0;
@@ -621,7 +531,7 @@ static bool read_frame(client_t *cl, frame_t *f)
     for (size_t i = 0; i < len; i++)
         f->payload[i] = (char)(b[h + i] ^ key[i % 4]);
     f->payload[len] = '\0';
-    client_consume(cl, h + (size_t)len);
+    test_client_discard(cl, h + (size_t)len);
     return true;
 }
 
@@ -637,12 +547,12 @@ static void keep_text(session_t *s, const frame_t *f)
 /* Reads frames until the server's close frame (or EOF/timeout). Counts text messages and checks
  * that "m<i>" ones come in order; answers pings when pong is set; after the close, echoes it
  * when reply is set, then waits for the server's EOF. */
-static void read_session(client_t *cl, session_t *s, bool reply, bool pong)
+static void read_session(test_client_t *cl, session_t *s, bool reply, bool pong)
 {
     frame_t *f = malloc(sizeof *f);
     if (!f)
         abort();
-    uint64_t start = now_ms();
+    uint64_t start = test_now_ms();
     int next = 0;
     s->ordered = true;
     while (read_frame(cl, f)) {
@@ -662,7 +572,7 @@ static void read_session(client_t *cl, session_t *s, bool reply, bool pong)
         } else if (f->opcode == OP_PONG) {
             s->pongs++;
         } else if (f->opcode == OP_CLOSE) {
-            s->close_after_ms = now_ms() - start;
+            s->close_after_ms = test_now_ms() - start;
             const uint8_t *p = (const uint8_t *)f->payload;
             s->close_code = f->len >= 2 ? (p[0] << 8) | p[1] : 1005;
             s->close_reason_len = f->len >= 2 ? f->len - 2 : 0;
@@ -670,8 +580,8 @@ static void read_session(client_t *cl, session_t *s, bool reply, bool pong)
             s->close_reason[s->close_reason_len] = '\0';
             if (reply)
                 send_close(cl, s->close_code == 1005 ? -1 : s->close_code, "");
-            s->eof = client_wait_eof(cl);
-            s->eof_after_ms = now_ms() - start;
+            s->eof = test_client_wait_eof_dropping_data(cl);
+            s->eof_after_ms = test_now_ms() - start;
             break;
         } else {
             s->others++;
@@ -681,7 +591,7 @@ static void read_session(client_t *cl, session_t *s, bool reply, bool pong)
 }
 
 /* Reads the next text message into s (last/last_len); false when something else came. */
-static bool read_text(client_t *cl, session_t *s)
+static bool read_text(test_client_t *cl, session_t *s)
 {
     frame_t *f = malloc(sizeof *f);
     if (!f)
@@ -708,15 +618,15 @@ static bool read_text(client_t *cl, session_t *s)
     "Sec-WebSocket-Key: " RFC_KEY "\r\nSec-WebSocket-Version: 13\r\n" extra "\r\n"
 
 /* Connects and sends request; the answer's head into s. */
-static client_t *client_request(test_t *t, const char *request, session_t *s)
+static test_client_t *client_request(test_t *t, const char *request, session_t *s)
 {
-    client_t *cl = client_open(t);
-    client_send(cl, request, strlen(request));
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send(cl, request, strlen(request));
     client_response(cl, s);
     return cl;
 }
 
-static client_t *ws_connect(test_t *t, session_t *s)
+static test_client_t *ws_connect(test_t *t, session_t *s)
 {
     return client_request(t, HANDSHAKE("/ws", ""), s);
 }
@@ -724,20 +634,20 @@ static client_t *ws_connect(test_t *t, session_t *s)
 /* A refused handshake: the answer, then the server's close. */
 static void refused(test_t *t, const char *request, session_t *s)
 {
-    client_t *cl = client_request(t, request, s);
-    s->eof = client_wait_eof(cl);
-    client_close(cl);
+    test_client_t *cl = client_request(t, request, s);
+    s->eof = test_client_wait_eof_dropping_data(cl);
+    test_client_close(cl);
 }
 
 /* An accepted handshake, closed at once by the client with 1000. */
 static void accepted(test_t *t, const char *request, session_t *s)
 {
-    client_t *cl = client_request(t, request, s);
+    test_client_t *cl = client_request(t, request, s);
     if (s->status == 101) {
         send_close(cl, 1000, "done");
         read_session(cl, s, false, false);
     }
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static bool has(const char *resp, const char *needle)
@@ -774,8 +684,8 @@ static void client_handshakes(test_t *t)
             "POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: " RFC_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
             &t->s[1]);
-    client_t *plain = client_request(t, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", &t->s[2]);
-    client_close(plain);
+    test_client_t *plain = client_request(t, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", &t->s[2]);
+    test_client_close(plain);
     refused(t,
             "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: " RFC_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -898,13 +808,13 @@ static void without_subprotocol_option_offers_are_ignored(void **state)
 static void client_echoes(test_t *t)
 {
     session_t *s = &t->s[0];
-    client_t *cl = client_open(t);
+    test_client_t *cl = test_client_open(t->port, 0);
     /* The first frame comes in the same packet as the handshake. */
     char first[512];
     size_t n = strlen(HANDSHAKE("/ws", ""));
     memcpy(first, HANDSHAKE("/ws", ""), n);
     n += frame_build(first + n, true, OP_TEXT, "early", 5, true);
-    client_send(cl, first, n);
+    test_client_send(cl, first, n);
     client_response(cl, s);
     read_text(cl, s);
     snprintf(t->s[1].last, sizeof t->s[1].last, "%s", s->last);
@@ -921,7 +831,7 @@ static void client_echoes(test_t *t)
     char frame[64];
     size_t len = frame_build(frame, true, OP_TEXT, "byte by byte", 12, true);
     for (size_t i = 0; i < len; i++) {
-        client_send(cl, frame + i, 1);
+        test_client_send(cl, frame + i, 1);
         usleep(2000);
     }
     read_text(cl, s);
@@ -945,7 +855,7 @@ static void client_echoes(test_t *t)
 
     send_close(cl, 1000, "done:hello");
     read_session(cl, s, false, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void echo_round_trip_with_fragments_and_split_writes(void **state)
@@ -981,41 +891,41 @@ static void echo_round_trip_with_fragments_and_split_writes(void **state)
 /* One connection per misbehaviour; the client answers the close and waits for EOF. */
 static void client_protocol_errors(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     char *big = malloc(2000);
     if (!big)
         abort();
     memset(big, 'a', 2000);
     send_frame(cl, OP_TEXT, big, 2000);
     read_session(cl, &t->s[0], true, false);
-    client_close(cl);
+    test_client_close(cl);
 
     cl = ws_connect(t, &t->s[1]); /* over the limit only in total */
     send_frame_ex(cl, false, OP_TEXT, big, 600, true);
     send_frame_ex(cl, true, OP_CONT, big, 600, true);
     read_session(cl, &t->s[1], true, false);
-    client_close(cl);
+    test_client_close(cl);
     free(big);
 
     cl = ws_connect(t, &t->s[2]);
     send_frame(cl, OP_BINARY, "\x01\x02", 2);
     read_session(cl, &t->s[2], true, false);
-    client_close(cl);
+    test_client_close(cl);
 
     cl = ws_connect(t, &t->s[3]);
     send_text(cl, "ok \xc3\x28 not UTF-8");
     read_session(cl, &t->s[3], true, false);
-    client_close(cl);
+    test_client_close(cl);
 
     cl = ws_connect(t, &t->s[4]);
     send_frame_ex(cl, true, OP_TEXT, "naked", 5, false);
     read_session(cl, &t->s[4], true, false);
-    client_close(cl);
+    test_client_close(cl);
 
     cl = ws_connect(t, &t->s[5]);
     send_frame(cl, 0x3, "x", 1); /* a reserved opcode */
     read_session(cl, &t->s[5], true, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void protocol_errors_close_with_their_codes(void **state)
@@ -1047,20 +957,20 @@ static void protocol_errors_close_with_their_codes(void **state)
 
 static void client_kicks(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     send_text(cl, "kick 4001 token expired");
     read_session(cl, &t->s[0], true, false);
-    client_close(cl);
+    test_client_close(cl);
 
     cl = ws_connect(t, &t->s[1]);
     send_text(cl, "kicklong");
     read_session(cl, &t->s[1], true, false);
-    client_close(cl);
+    test_client_close(cl);
 
     cl = ws_connect(t, &t->s[2]); /* the close overtakes what is queued */
     send_text(cl, "flood 100 kick");
     read_session(cl, &t->s[2], true, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void kick_sends_code_and_reason_ahead_of_queued_messages(void **state)
@@ -1088,10 +998,10 @@ static void kick_sends_code_and_reason_ahead_of_queued_messages(void **state)
 
 static void client_goodbye(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     send_text(cl, "flood 500 bye");
     read_session(cl, &t->s[0], true, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void close_after_send_delivers_everything_then_closes(void **state)
@@ -1112,10 +1022,10 @@ static void close_after_send_delivers_everything_then_closes(void **state)
 
 static void client_never_answers_close(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     send_text(cl, "kick 4001 bye");
     read_session(cl, &t->s[0], false, false); /* no close back: the server must give up */
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void close_deadline_drops_a_peer_that_never_answers(void **state)
@@ -1134,10 +1044,10 @@ static void close_deadline_drops_a_peer_that_never_answers(void **state)
 
 static void client_drops_tcp(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     send_text(cl, "hi");
     read_text(cl, &t->s[0]);
-    client_close(cl); /* FIN without a close frame */
+    test_client_close(cl); /* FIN without a close frame */
 }
 
 static void dropped_tcp_ends_with_1006(void **state)
@@ -1155,10 +1065,10 @@ static void dropped_tcp_ends_with_1006(void **state)
 
 static void client_server_shutdown(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     send_text(cl, "flood 200 shutdown");
     read_session(cl, &t->s[0], true, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void server_close_sends_1001_after_queued_messages(void **state)
@@ -1181,9 +1091,9 @@ static void server_close_sends_1001_after_queued_messages(void **state)
 
 static void client_silent(test_t *t)
 {
-    client_t *cl = ws_connect(t, &t->s[0]);
+    test_client_t *cl = ws_connect(t, &t->s[0]);
     read_session(cl, &t->s[0], true, false); /* never pongs */
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void silent_client_is_pinged_then_closed_4002(void **state)
@@ -1212,12 +1122,12 @@ static void silent_client_is_pinged_then_closed_4002(void **state)
 static void client_answers_pings(test_t *t)
 {
     session_t *s = &t->s[0];
-    client_t *cl = ws_connect(t, s);
+    test_client_t *cl = ws_connect(t, s);
     frame_t *f = malloc(sizeof *f);
     if (!f)
         abort();
-    uint64_t until = now_ms() + 1200; /* twice the idle timeout */
-    while (now_ms() < until && read_frame(cl, f)) {
+    uint64_t until = test_now_ms() + 1200; /* twice the idle timeout */
+    while (test_now_ms() < until && read_frame(cl, f)) {
         if (f->opcode == OP_PING) {
             s->pings++;
             send_frame(cl, OP_PONG, f->payload, f->len);
@@ -1228,7 +1138,7 @@ static void client_answers_pings(test_t *t)
     free(f);
     send_close(cl, 1000, "");
     read_session(cl, s, false, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void client_answering_pings_stays_open(void **state)
@@ -1248,13 +1158,13 @@ static void client_answering_pings_stays_open(void **state)
 static void client_slow(test_t *t)
 {
     session_t *s = &t->s[0];
-    client_t *cl = client_open_rcvbuf(t, 32 * 1024);
-    client_send(cl, HANDSHAKE("/ws", ""), strlen(HANDSHAKE("/ws", "")));
+    test_client_t *cl = test_client_open(t->port, 32 * 1024);
+    test_client_send(cl, HANDSHAKE("/ws", ""), strlen(HANDSHAKE("/ws", "")));
     client_response(cl, s);
     send_text(cl, "slowflood");
     usleep(2000 * 1000); /* not reading: the backlog builds up */
     read_session(cl, s, true, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void slow_client_is_closed_1008_with_bounded_backlog(void **state)
@@ -1288,13 +1198,13 @@ static void slow_client_is_closed_1008_with_bounded_backlog(void **state)
 static void client_burst(test_t *t)
 {
     session_t *s = &t->s[0];
-    client_t *cl = ws_connect(t, s);
+    test_client_t *cl = ws_connect(t, s);
     send_text(cl, "burst 40");
     for (int i = 0; i < 41 && read_text(cl, s); i++)
         ;
     send_close(cl, 1000, "");
     read_session(cl, s, false, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void on_drain_follows_a_backlog_over_half_the_cap(void **state)

@@ -16,25 +16,18 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define RESP_MAX 8
 #define RESP_CAP (128 * 1024)
-#define CLIENT_BUF (256 * 1024)
 
 /* ------------------------------------------------------------------------------------------
  * Test context
@@ -410,98 +403,12 @@ static void add_routes(test_t *t)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Client side (client thread): blocking sockets
+ * Client side (client thread): HTTP responses read over the blocking client of test_socket.h
  * ---------------------------------------------------------------------------------------- */
-
-typedef struct {
-    int fd;
-    size_t len;
-    char buf[CLIENT_BUF];
-} client_t;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* rcvbuf > 0 shrinks the client's receive buffer (set before connect, so the window is
- * small): the kernel then cannot absorb the server's backlog. */
-static client_t *client_open_rcvbuf(test_t *t, int rcvbuf)
-{
-    client_t *cl = calloc(1, sizeof *cl);
-    if (!cl)
-        abort();
-    cl->fd = test_tcp_connect(t->port, rcvbuf);
-    return cl;
-}
-
-static client_t *client_open(test_t *t)
-{
-    return client_open_rcvbuf(t, 0);
-}
-
-static void client_close(client_t *cl)
-{
-    if (cl->fd >= 0)
-        close(cl->fd);
-    free(cl);
-}
-
-/* Closes with an RST instead of a FIN. */
-static void client_reset(client_t *cl)
-{
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    client_close(cl);
-}
-
-static bool client_send(client_t *cl, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(cl->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
-static bool client_send_str(client_t *cl, const char *s)
-{
-    return client_send(cl, s, strlen(s));
-}
-
-/* Reads more into cl->buf; returns the bytes read, 0 on EOF, -1 on error or timeout. */
-static ssize_t client_fill(client_t *cl)
-{
-    if (cl->len == sizeof cl->buf)
-        return -1;
-    ssize_t n;
-    do
-        n = recv(cl->fd, cl->buf + cl->len, sizeof cl->buf - cl->len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n > 0)
-        cl->len += (size_t)n;
-    return n;
-}
-
-static void client_consume(client_t *cl, char *out, size_t n)
-{
-    memcpy(out, cl->buf, n);
-    out[n] = '\0';
-    memmove(cl->buf, cl->buf + n, cl->len - n);
-    cl->len -= n;
-}
 
 /* Reads one response (headers, then Content-Length bytes unless head or 1xx/204/304) into
  * out (NUL-terminated). Returns its length, or -1 when the connection ended first. */
-static ssize_t client_response(client_t *cl, char *out, size_t cap, bool head)
+static ssize_t client_response(test_client_t *cl, char *out, size_t cap, bool head)
 {
     for (;;) {
         char *end = memmem(cl->buf, cl->len, "\r\n\r\n", 4);
@@ -518,38 +425,15 @@ static ssize_t client_response(client_t *cl, char *out, size_t cap, bool head)
             if (cl_hdr && !head && status >= 200 && status != 204 && status != 304)
                 body = (size_t)strtoul(cl_hdr + 17, NULL, 10);
             while (cl->len < hlen + body)
-                if (client_fill(cl) <= 0)
+                if (test_client_fill(cl) <= 0)
                     return -1;
             if (hlen + body >= cap)
                 return -1;
-            client_consume(cl, out, hlen + body);
+            test_client_take(cl, out, hlen + body);
             return (ssize_t)(hlen + body);
         }
-        if (client_fill(cl) <= 0)
+        if (test_client_fill(cl) <= 0)
             return -1;
-    }
-}
-
-/* Reads exactly n raw bytes into out (NUL-terminated). Returns n, or -1. */
-static ssize_t client_read_exact(client_t *cl, char *out, size_t n)
-{
-    while (cl->len < n)
-        if (client_fill(cl) <= 0)
-            return -1;
-    client_consume(cl, out, n);
-    return (ssize_t)n;
-}
-
-/* True when the server closed the connection (EOF or reset) before the timeout; bytes that
- * arrive meanwhile are kept in cl->buf. */
-static bool client_wait_eof(client_t *cl)
-{
-    for (;;) {
-        ssize_t n = client_fill(cl);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            return true;
-        if (n < 0)
-            return false;
     }
 }
 
@@ -567,12 +451,12 @@ static const char *body_of(const char *resp)
 /* One request on a fresh connection; the response into resp[i], EOF seen into eof[i]. */
 static void one_request(test_t *t, int i, const char *request, bool head, bool wait_eof)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, request);
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, request);
     t->resp_len[i] = client_response(cl, t->resp[i], RESP_CAP, head);
     if (wait_eof)
-        t->eof[i] = client_wait_eof(cl);
-    client_close(cl);
+        t->eof[i] = test_client_wait_eof(cl);
+    test_client_close(cl);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -603,13 +487,13 @@ static void get_returns_200_with_body(void **state)
 
 static void client_head_then_get(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, true);
     /* If HEAD had sent a body, this response would start with it. */
-    client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     t->resp_len[1] = client_response(cl, t->resp[1], RESP_CAP, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void head_returns_headers_only(void **state)
@@ -803,17 +687,17 @@ static void long_url_returns_414(void **state)
 
 static void client_big_body(test_t *t)
 {
-    client_t *cl = client_open(t);
+    test_client_t *cl = test_client_open(t->port, 0);
     size_t len = 100000;
     char *body = malloc(len);
     memset(body, 'b', len);
-    client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    test_client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
     /* The whole body, as a client that does not wait for an answer would: the server must
      * drain it instead of resetting the connection and losing the 413. */
-    client_send(cl, body, len);
+    test_client_send(cl, body, len);
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->eof[0] = client_wait_eof(cl);
-    client_close(cl);
+    t->eof[0] = test_client_wait_eof(cl);
+    test_client_close(cl);
     free(body);
 }
 
@@ -830,18 +714,19 @@ static void big_body_returns_413(void **state)
 
 static void client_big_chunked_body(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl,
+                         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     char chunk[4200];
     int n = sprintf(chunk, "1000\r\n");
     memset(chunk + n, 'c', 4096);
     memcpy(chunk + n + 4096, "\r\n", 2);
     for (int i = 0; i < 3; i++) /* 12 KiB against max_body 10 KiB */
-        if (!client_send(cl, chunk, (size_t)n + 4096 + 2))
+        if (!test_client_send(cl, chunk, (size_t)n + 4096 + 2))
             break;
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->eof[0] = client_wait_eof(cl);
-    client_close(cl);
+    t->eof[0] = test_client_wait_eof(cl);
+    test_client_close(cl);
 }
 
 static void chunked_body_over_limit_returns_413(void **state)
@@ -871,14 +756,14 @@ static void fill_big(test_t *t, size_t len)
 
 static void client_post_big(test_t *t)
 {
-    client_t *cl = client_open(t);
+    test_client_t *cl = test_client_open(t->port, 0);
     char head[128];
     snprintf(head, sizeof head, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
              t->big_len);
-    client_send_str(cl, head);
-    client_send(cl, t->big, t->big_len);
+    test_client_send_str(cl, head);
+    test_client_send(cl, t->big, t->big_len);
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void post_body_is_received_intact(void **state)
@@ -896,11 +781,11 @@ static void post_body_is_received_intact(void **state)
 
 static void client_post_chunked(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                        "5\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: yes\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "5\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: yes\r\n\r\n");
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void chunked_post_body_is_received_intact(void **state)
@@ -914,13 +799,13 @@ static void chunked_post_body_is_received_intact(void **state)
 
 static void client_expect_continue(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                        "Expect: 100-continue\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                             "Expect: 100-continue\r\n\r\n");
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    client_send_str(cl, "data");
+    test_client_send_str(cl, "data");
     t->resp_len[1] = client_response(cl, t->resp[1], RESP_CAP, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void expect_100_continue_gets_interim_response(void **state)
@@ -939,12 +824,12 @@ static void expect_100_continue_gets_interim_response(void **state)
 
 static void client_keep_alive(test_t *t)
 {
-    client_t *cl = client_open(t);
+    test_client_t *cl = test_client_open(t->port, 0);
     for (int i = 0; i < 2; i++) {
-        client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        test_client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
         t->resp_len[i] = client_response(cl, t->resp[i], RESP_CAP, false);
     }
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void keep_alive_serves_two_requests_on_one_connection(void **state)
@@ -961,15 +846,15 @@ static void keep_alive_serves_two_requests_on_one_connection(void **state)
 
 static void client_pipelined(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /static/one HTTP/1.1\r\nHost: x\r\n\r\n"
-                        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-                        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nthree"
-                        "GET /static/four HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /static/one HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nthree"
+                             "GET /static/four HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     for (int i = 0; i < 4; i++)
         t->resp_len[i] = client_response(cl, t->resp[i], RESP_CAP, false);
-    t->eof[0] = client_wait_eof(cl);
-    client_close(cl);
+    t->eof[0] = test_client_wait_eof(cl);
+    test_client_close(cl);
 }
 
 static void pipelined_requests_are_answered_in_order(void **state)
@@ -989,12 +874,12 @@ static void pipelined_requests_are_answered_in_order(void **state)
 
 static void client_pipelined_flood(test_t *t)
 {
-    client_t *cl = client_open(t);
+    test_client_t *cl = test_client_open(t->port, 0);
     char req[FLOOD_REQUESTS * 64];
     size_t n = 0;
     for (int i = 0; i < FLOOD_REQUESTS; i++)
         n += (size_t)sprintf(req + n, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    client_send(cl, req, n);
+    test_client_send(cl, req, n);
     usleep(300000); /* not reading: the server must stop at its high-water mark */
     char *resp = malloc(RESP_CAP * 2);
     int good = 0;
@@ -1007,7 +892,7 @@ static void client_pipelined_flood(test_t *t)
     }
     t->resp_len[0] = good;
     free(resp);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void pipelined_flood_is_answered_in_order_under_backpressure(void **state)
@@ -1043,13 +928,13 @@ static void client_one_byte_at_a_time(test_t *t)
     static const char req[] = "POST /echo?x=1 HTTP/1.1\r\nHost: localhost\r\n"
                               "X-Long-Header-Name: some longer value\r\n"
                               "Content-Length: 11\r\n\r\nhello bytes";
-    client_t *cl = client_open(t);
+    test_client_t *cl = test_client_open(t->port, 0);
     for (size_t i = 0; i < sizeof req - 1; i++) {
-        client_send(cl, req + i, 1);
+        test_client_send(cl, req + i, 1);
         usleep(1000);
     }
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void request_sent_one_byte_at_a_time_works(void **state)
@@ -1063,13 +948,13 @@ static void request_sent_one_byte_at_a_time_works(void **state)
 
 static void client_idle(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    uint64_t start = now_ms();
-    t->eof[0] = client_wait_eof(cl);
-    t->elapsed_ms = now_ms() - start;
-    client_close(cl);
+    uint64_t start = test_now_ms();
+    t->eof[0] = test_client_wait_eof(cl);
+    t->elapsed_ms = test_now_ms() - start;
+    test_client_close(cl);
 }
 
 static void idle_keep_alive_connection_is_closed(void **state)
@@ -1085,18 +970,18 @@ static void idle_keep_alive_connection_is_closed(void **state)
 
 static void client_slowloris(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n");
-    uint64_t start = now_ms();
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n");
+    uint64_t start = test_now_ms();
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->eof[0] = client_wait_eof(cl);
-    t->elapsed_ms = now_ms() - start;
-    client_close(cl);
+    t->eof[0] = test_client_wait_eof(cl);
+    t->elapsed_ms = test_now_ms() - start;
+    test_client_close(cl);
     /* A connection that never sends anything is closed too, silently. */
-    cl = client_open(t);
-    t->eof[1] = client_wait_eof(cl);
+    cl = test_client_open(t->port, 0);
+    t->eof[1] = test_client_wait_eof(cl);
     t->resp_len[1] = (ssize_t)cl->len;
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void incomplete_request_times_out_with_408(void **state)
@@ -1115,17 +1000,17 @@ static void incomplete_request_times_out_with_408(void **state)
 
 static void client_over_max(test_t *t)
 {
-    client_t *a = client_open(t), *b = client_open(t);
-    client_send_str(a, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *a = test_client_open(t->port, 0), *b = test_client_open(t->port, 0);
+    test_client_send_str(a, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     t->resp_len[0] = client_response(a, t->resp[0], RESP_CAP, false);
-    client_send_str(b, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_send_str(b, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     t->resp_len[1] = client_response(b, t->resp[1], RESP_CAP, false);
-    client_t *c = client_open(t);
-    t->eof[2] = client_wait_eof(c);
+    test_client_t *c = test_client_open(t->port, 0);
+    t->eof[2] = test_client_wait_eof(c);
     t->resp_len[2] = (ssize_t)c->len;
-    client_close(c);
-    client_close(b);
-    client_close(a);
+    test_client_close(c);
+    test_client_close(b);
+    test_client_close(a);
 }
 
 static void connections_over_max_are_rejected(void **state)
@@ -1146,12 +1031,12 @@ static void connections_over_max_are_rejected(void **state)
 
 static void client_async_pipelined(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n"
-                        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     for (int i = 0; i < 2; i++)
         t->resp_len[i] = client_response(cl, t->resp[i], RESP_CAP, false);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void async_response_precedes_pipelined_request(void **state)
@@ -1168,14 +1053,14 @@ static void async_response_precedes_pipelined_request(void **state)
 
 static void client_reset_during_async(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
     usleep(10000); /* the request is being handled */
-    client_reset(cl);
-    cl = client_open(t);
-    client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_reset(cl);
+    cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
     usleep(10000);
-    client_close(cl); /* FIN this time */
+    test_client_close(cl); /* FIN this time */
     usleep(200000);   /* both answers are due meanwhile */
 }
 
@@ -1196,13 +1081,13 @@ static void close_on_phase(test_t *t, int phase)
 
 static void client_slow_then_close(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
     usleep(20000);
     client_signal(t); /* the server closes; its deadline passes before /slow answers */
-    t->eof[0] = client_wait_eof(cl);
+    t->eof[0] = test_client_wait_eof(cl);
     t->resp_len[0] = (ssize_t)cl->len;
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void forced_close_orphans_pending_request(void **state)
@@ -1220,13 +1105,13 @@ static void forced_close_orphans_pending_request(void **state)
 
 static void client_async_then_close(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
     usleep(10000);
     client_signal(t); /* server close while the answer is pending */
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->eof[0] = client_wait_eof(cl);
-    client_close(cl);
+    t->eof[0] = test_client_wait_eof(cl);
+    test_client_close(cl);
 }
 
 static void server_close_lets_pending_response_finish(void **state)
@@ -1251,14 +1136,14 @@ static void server_close_lets_pending_response_finish(void **state)
 
 static void client_upgrade_echo(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, UPGRADE_REQUEST("/ws") "PING1"); /* data in the same packet */
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, UPGRADE_REQUEST("/ws") "PING1"); /* data in the same packet */
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->raw_len = client_read_exact(cl, t->raw_in, 5);
-    client_send_str(cl, "PING2");
-    if (client_read_exact(cl, t->raw_in + 5, 5) < 0)
+    t->raw_len = test_client_read_exact(cl, t->raw_in, 5);
+    test_client_send_str(cl, "PING2");
+    if (test_client_read_exact(cl, t->raw_in + 5, 5) < 0)
         t->raw_len = -1;
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void upgrade_delivers_same_packet_bytes_and_echoes(void **state)
@@ -1276,11 +1161,11 @@ static void upgrade_delivers_same_packet_bytes_and_echoes(void **state)
 
 static void client_async_upgrade(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, UPGRADE_REQUEST("/ws?async=1") "EARLY");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, UPGRADE_REQUEST("/ws?async=1") "EARLY");
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->raw_len = client_read_exact(cl, t->raw_in, 5);
-    client_close(cl);
+    t->raw_len = test_client_read_exact(cl, t->raw_in, 5);
+    test_client_close(cl);
 }
 
 static void async_upgrade_delivers_stashed_bytes(void **state)
@@ -1320,14 +1205,14 @@ static void refused_upgrade_is_answered_and_closed(void **state)
 
 static void client_raw_close(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, UPGRADE_REQUEST("/ws"));
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, UPGRADE_REQUEST("/ws"));
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    client_send_str(cl, "last words!"); /* '!' makes the echo close */
-    t->eof[0] = client_wait_eof(cl);
+    test_client_send_str(cl, "last words!"); /* '!' makes the echo close */
+    t->eof[0] = test_client_wait_eof(cl);
     t->raw_len = (ssize_t)cl->len;
     memcpy(t->raw_in, cl->buf, cl->len < sizeof t->raw_in ? cl->len : sizeof t->raw_in - 1);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void raw_close_is_graceful(void **state)
@@ -1344,11 +1229,11 @@ static void raw_close_is_graceful(void **state)
 
 static void client_ticks(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, UPGRADE_REQUEST("/ws"));
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(cl, UPGRADE_REQUEST("/ws"));
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    t->raw_len = client_read_exact(cl, t->raw_in, 4);
-    client_close(cl);
+    t->raw_len = test_client_read_exact(cl, t->raw_in, 4);
+    test_client_close(cl);
 }
 
 static void raw_connection_gets_ticks(void **state)
@@ -1363,10 +1248,10 @@ static void raw_connection_gets_ticks(void **state)
 
 static void client_raw_flood(test_t *t)
 {
-    client_t *cl = client_open_rcvbuf(t, 32 * 1024);
-    client_send_str(cl, UPGRADE_REQUEST("/ws"));
+    test_client_t *cl = test_client_open(t->port, 32 * 1024);
+    test_client_send_str(cl, UPGRADE_REQUEST("/ws"));
     t->resp_len[0] = client_response(cl, t->resp[0], RESP_CAP, false);
-    client_send_str(cl, "#");
+    test_client_send_str(cl, "#");
     usleep(300000); /* not reading: the server's buffer must show the backlog */
     size_t total = cl->len;
     char tail[4] = {0};
@@ -1374,7 +1259,7 @@ static void client_raw_flood(test_t *t)
         memcpy(tail, cl->buf + cl->len - 4, 4);
     cl->len = 0;
     for (;;) {
-        ssize_t n = client_fill(cl);
+        ssize_t n = test_client_fill(cl);
         if (n <= 0)
             break;
         total += (size_t)n;
@@ -1386,7 +1271,7 @@ static void client_raw_flood(test_t *t)
     }
     t->raw_len = (ssize_t)total;
     memcpy(t->raw_in, tail, 4);
-    client_close(cl);
+    test_client_close(cl);
 }
 
 static void raw_backpressure_is_bounded_visible_and_drains(void **state)
@@ -1405,17 +1290,17 @@ static void raw_backpressure_is_bounded_visible_and_drains(void **state)
 
 static void client_open_connections_then_close(test_t *t)
 {
-    client_t *plain = client_open(t), *raw = client_open(t);
-    client_send_str(plain, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *plain = test_client_open(t->port, 0), *raw = test_client_open(t->port, 0);
+    test_client_send_str(plain, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     t->resp_len[0] = client_response(plain, t->resp[0], RESP_CAP, false);
-    client_send_str(raw, UPGRADE_REQUEST("/ws"));
+    test_client_send_str(raw, UPGRADE_REQUEST("/ws"));
     t->resp_len[1] = client_response(raw, t->resp[1], RESP_CAP, false);
     client_signal(t); /* server close with an idle keep-alive and a raw connection open */
-    t->eof[0] = client_wait_eof(plain);
-    t->eof[1] = client_wait_eof(raw);
+    t->eof[0] = test_client_wait_eof(plain);
+    t->eof[1] = test_client_wait_eof(raw);
     memcpy(t->raw_in, raw->buf, raw->len < sizeof t->raw_in ? raw->len : sizeof t->raw_in - 1);
-    client_close(raw);
-    client_close(plain);
+    test_client_close(raw);
+    test_client_close(plain);
 }
 
 static void server_close_closes_open_connections(void **state)
@@ -1439,15 +1324,16 @@ static void server_close_closes_open_connections(void **state)
 
 static void client_for_metrics(test_t *t)
 {
-    client_t *cl = client_open(t);
-    client_send_str(cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-                        "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    test_client_t *cl = test_client_open(t->port, 0);
+    test_client_send_str(
+        cl, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     for (int i = 0; i < 3; i++)
         t->resp_len[i] = client_response(cl, t->resp[i], RESP_CAP, false);
-    client_t *extra = client_open(t); /* over max_connections */
-    t->eof[0] = client_wait_eof(extra);
-    client_close(extra);
-    client_close(cl);
+    test_client_t *extra = test_client_open(t->port, 0); /* over max_connections */
+    t->eof[0] = test_client_wait_eof(extra);
+    test_client_close(extra);
+    test_client_close(cl);
 }
 
 static void metrics_count_responses_and_connections(void **state)
