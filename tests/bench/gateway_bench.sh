@@ -1,0 +1,581 @@
+#!/usr/bin/env bash
+# The gateway benchmark (tests/bench/README.md, "Gateway benchmark"): event produced -> alert
+# received on the agent's WebSocket, through the whole stack, with N agents connected.
+#
+#   tests/bench/gateway_bench.sh [BUILD_DIR] [--agents 2000] [--rates 1000,5000,10000,20000]
+#                                [--seconds 30] [--search-steps 3] [--search-seconds 20]
+#                                [--target-p99-ms 50] [--contact-share 0.6] [--slots 512]
+#                                [--fetch-wait-ms 1] [--no-aof] [--perf] [--smoke]
+#                                [--drain-s 180] [--run-dir DIR] [--no-build] [--no-lock]
+#                                [--keep-data] [--ws-agents BIN]
+#
+# 1. Builds integral-engine, -gateway, -devbroker, ws_agents and gw_produce in BUILD_DIR
+#    (default build-gwbench; configured Release without sanitizers if new; an existing one
+#    must be Release or RelWithDebInfo without sanitizers), under flock /tmp/integral-build.lock.
+# 2. Takes /tmp/integral-build.lock for the whole run (--no-lock: the caller holds it), so that
+#    no build or other benchmark overlaps it. Raises `ulimit -n` to the hard limit.
+# 3. Every phase runs on a fresh stack (the dev broker slows down as its partitions fill, so
+#    phases sharing one would depend on their order), on free loopback ports, files under one
+#    run directory (default BUILD_DIR/gw-bench-runs/<date>): redis-server (appendonly yes,
+#    everysec, as deploy/integral.sh; --no-aof: none), integral-devbroker (interactions:64,
+#    alerts:32, assignments:32, feedback:3, deadletter:3), the engine (config/engine.json) and
+#    the gateway (config/gateway.json, a random secret), both with kafka.fetch_wait_max_ms =
+#    --fetch-wait-ms; then ws_agents connects --agents agents (each its own JWT), with the
+#    gateway's RSS read before and after (memory per 1,000 connections); 5 s of idle CPU with
+#    the agents connected; a 3 s warm-up at
+#    500 events/s (phase 50+N, not reported); the phase: gw_produce holds the rate for
+#    --seconds, then the run waits until every expected alert has arrived (at most --drain-s;
+#    30 s without progress also ends the wait). CPU of every process and both services'
+#    /metrics are snapshotted around the phase, peak RSS at its end; then everything stops
+#    (SIGTERM; the gateway and the engine must exit 0).
+# 4. One phase per rate of --rates, then the search: between the highest rate whose p99 stayed
+#    under --target-p99-ms (everything delivered, producer on schedule) and the lowest failing
+#    one above it, --search-steps more phases of --search-seconds bisect (multiples of 250).
+# 5. gw_report.py joins the expected alerts with the received ones, writes summary.json and
+#    summary.md to the run directory and prints the Markdown.
+# Exit 0 when every check passed (every expected alert received exactly once by its own agent,
+# nothing unexpected, no connection lost, clean exits), 1 otherwise, 2 on bad usage. A missed
+# latency target is reported, not failed. A full run takes about 7 minutes.
+#
+# --smoke: 50 agents, rates 200,1000, 5 s each, one search step of 5 s (about 75 s).
+# --ws-agents BIN: another build of the client (e.g. one with ASan).
+# --perf: perf record (self time, 499 Hz) of the engine, gateway, redis-server and broker
+# during each measured phase; top symbols in perf.p<N>.<process>.txt.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BENCH=$ROOT/tests/bench
+BUILD=$ROOT/build-gwbench
+AGENTS=2000
+RATES=1000,5000,10000,20000
+SECONDS_PER=30
+SEARCH_STEPS=3
+SEARCH_SECONDS=20
+TARGET_P99_MS=50
+CONTACT_SHARE=0.6
+SLOTS=512
+FETCH_WAIT_MS=1
+AOF=yes
+PERF=no
+DRAIN_S=180
+STALL_S=30
+RUN=
+BUILD_IT=yes
+LOCK=yes
+KEEP_DATA=no
+WARMUP_S=3
+SMOKE=no
+PY=/usr/bin/python3
+WS_AGENTS_BIN=
+CMDLINE=$(echo "tests/bench/gateway_bench.sh $*" | sed "s/ *$//")
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set -e/ { exit }' "$0"; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --agents) AGENTS=$2; shift ;;
+    --rates) RATES=$2; shift ;;
+    --seconds) SECONDS_PER=$2; shift ;;
+    --search-steps) SEARCH_STEPS=$2; shift ;;
+    --search-seconds) SEARCH_SECONDS=$2; shift ;;
+    --target-p99-ms) TARGET_P99_MS=$2; shift ;;
+    --contact-share) CONTACT_SHARE=$2; shift ;;
+    --slots) SLOTS=$2; shift ;;
+    --fetch-wait-ms) FETCH_WAIT_MS=$2; shift ;;
+    --no-aof) AOF=no ;;
+    --perf) PERF=yes ;;
+    --smoke) SMOKE=yes; AGENTS=50; RATES=200,1000; SECONDS_PER=5; SEARCH_STEPS=1; SEARCH_SECONDS=5
+             WARMUP_S=2 ;;
+    --drain-s) DRAIN_S=$2; shift ;;
+    --ws-agents) WS_AGENTS_BIN=$2; shift ;;
+    --run-dir) RUN=$2; shift ;;
+    --no-build) BUILD_IT=no ;;
+    --no-lock) LOCK=no ;;
+    --keep-data) KEEP_DATA=yes ;;
+    -h | --help) usage; exit 0 ;;
+    -*) echo "gateway_bench.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) BUILD=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") ;;
+    esac
+    shift
+done
+for n in "$AGENTS" "$SECONDS_PER" "$SEARCH_STEPS" "$SEARCH_SECONDS" "$TARGET_P99_MS" "$SLOTS" \
+    "$FETCH_WAIT_MS" "$DRAIN_S"; do
+    [[ $n =~ ^[0-9]+$ ]] || { echo "gateway_bench.sh: not a number: $n" >&2; exit 2; }
+done
+[[ $RATES =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "gateway_bench.sh: --rates: N,N,..." >&2; exit 2; }
+[[ $CONTACT_SHARE =~ ^(0(\.[0-9]+)?|1(\.0*)?)$ ]] ||
+    { echo "gateway_bench.sh: --contact-share: 0..1" >&2; exit 2; }
+if [ "$AGENTS" -lt 1 ] || [ "$AGENTS" -gt 10000 ]; then
+    echo "gateway_bench.sh: --agents 1..10000" >&2
+    exit 2
+fi
+IFS=, read -r -a RATE_LIST <<<"$RATES"
+
+RUN=${RUN:-$BUILD/gw-bench-runs/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$RUN"
+RUN=$(cd "$RUN" && pwd)
+
+log() { printf '[gw-bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ------------------------------------------------------------------------------------------
+# Processes: every one we start is recorded, and stopped by its pid in cleanup.
+# ------------------------------------------------------------------------------------------
+ENGINE_PID='' GATEWAY_PID='' BROKER_PID='' REDIS_PID='' AGENTS_PID='' PRODUCE_PID='' PERF_PID=''
+REDIS_PORT=''
+
+stop_pid() { # stop_pid NAME PID [SIGNAL] [WAIT_S]
+    local name=$1 pid=$2 sig=${3:-TERM} wait_s=${4:-30}
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq $((wait_s * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    log "$name ($pid) did not stop within ${wait_s} s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_pid perf "$PERF_PID" INT 30
+    stop_pid gw_produce "$PRODUCE_PID" TERM 10
+    stop_pid ws_agents "$AGENTS_PID" TERM 10
+    stop_pid gateway "$GATEWAY_PID" TERM 40
+    stop_pid engine "$ENGINE_PID" TERM 40
+    stop_pid devbroker "$BROKER_PID" TERM 15
+    if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
+        redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+        stop_pid redis-server "$REDIS_PID" TERM 15
+    fi
+    [ "$KEEP_DATA" = yes ] || rm -rf "$RUN/redis"
+    [ $rc -eq 0 ] || log "failed (exit $rc); logs in $RUN"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+free_port() {
+    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ready() { # wait_ready NAME PID PORT LOG
+    for _ in $(seq 600); do
+        curl -fsS -m 2 "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$2" 2>/dev/null || die "$1 exited: $(tail -5 "$4")"
+        sleep 0.1
+    done
+    die "$1 not ready after 60 s (log: $4)"
+}
+
+# cpu_snapshot LABEL: utime/stime ticks (all threads) of every process, and the time.
+cpu_snapshot() {
+    local name pid
+    {
+        echo "t_us=$(date +%s%6N)"
+        echo "clk_tck=$(getconf CLK_TCK)"
+        for name in engine gateway redis broker agents; do
+            case $name in
+            engine) pid=$ENGINE_PID ;; gateway) pid=$GATEWAY_PID ;; redis) pid=$REDIS_PID ;;
+            broker) pid=$BROKER_PID ;; agents) pid=$AGENTS_PID ;;
+            esac
+            [ -n "$pid" ] || continue
+            awk -v n="$name" '{ sub(/^.*\) /, ""); print n "_utime=" $12; print n "_stime=" $13 }' \
+                "/proc/$pid/stat" 2>/dev/null || echo "${name}_gone=1"
+        done
+    } >"$RUN/cpu.$1"
+}
+
+# memory_snapshot LABEL: VmRSS and VmHWM (kB) of every process.
+memory_snapshot() {
+    local name pid
+    {
+        for name in engine gateway redis broker agents; do
+            case $name in
+            engine) pid=$ENGINE_PID ;; gateway) pid=$GATEWAY_PID ;; redis) pid=$REDIS_PID ;;
+            broker) pid=$BROKER_PID ;; agents) pid=$AGENTS_PID ;;
+            esac
+            [ -n "$pid" ] || continue
+            awk -v n="$name" '/^VmRSS/ {print n "_rss_kb=" $2} /^VmHWM/ {print n "_hwm_kb=" $2}' \
+                "/proc/$pid/status" 2>/dev/null || true
+        done
+    } >"$RUN/memory.$1"
+}
+
+metrics_snapshot() {
+    curl -fsS -m 10 "http://127.0.0.1:$ENGINE_HTTP/metrics" >"$RUN/metrics.engine.$1" 2>/dev/null || true
+    curl -fsS -m 10 "http://127.0.0.1:$GATEWAY_PORT/metrics" >"$RUN/metrics.gateway.$1" 2>/dev/null || true
+}
+
+perf_start() {
+    [ "$PERF" = yes ] || return 0
+    perf record -e cpu-clock -F 499 -p "$ENGINE_PID,$GATEWAY_PID,$REDIS_PID,$BROKER_PID" \
+        -o "$RUN/perf.$1.data" >"$RUN/perf.$1.log" 2>&1 9>&- &
+    PERF_PID=$!
+    sleep 0.5
+}
+perf_stop() {
+    [ -n "$PERF_PID" ] || return 0
+    stop_pid perf "$PERF_PID" INT 120
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=
+}
+
+STATUS=
+status_value() { sed -n "s/^$1=//p" "$STATUS" 2>/dev/null | head -1 || true; }
+
+# ------------------------------------------------------------------------------------------
+# Build, lock, limits
+# ------------------------------------------------------------------------------------------
+if [ "$BUILD_IT" = yes ]; then
+    log "building in $BUILD"
+    flock /tmp/integral-build.lock sh -c "
+        if [ ! -f '$BUILD/CMakeCache.txt' ]; then
+            cmake -S '$ROOT' -B '$BUILD' -DCMAKE_BUILD_TYPE=Release -DINTEGRAL_SANITIZE=OFF \
+                >'$RUN/build.log' 2>&1 || exit 1
+        fi
+        cmake --build '$BUILD' -j 2 --target integral-engine integral-gateway integral-devbroker \
+            ws_agents gw_produce >>'$RUN/build.log' 2>&1" || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
+fi
+grep -qE 'CMAKE_BUILD_TYPE:STRING=(Release|RelWithDebInfo)$' "$BUILD/CMakeCache.txt" ||
+    die "$BUILD is not a Release or RelWithDebInfo build"
+grep -q 'INTEGRAL_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" && die "$BUILD has sanitizers on"
+BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
+ENGINE_BIN=$BUILD/bin/integral-engine
+GATEWAY_BIN=$BUILD/bin/integral-gateway
+BROKER_BIN=$BUILD/bin/integral-devbroker
+WS_AGENTS=${WS_AGENTS_BIN:-$BUILD/tests/ws_agents}
+PRODUCE=$BUILD/tests/gw_produce
+for b in "$ENGINE_BIN" "$GATEWAY_BIN" "$BROKER_BIN" "$WS_AGENTS" "$PRODUCE"; do
+    [ -x "$b" ] || die "missing $b (build it, or drop --no-build)"
+done
+
+if [ "$LOCK" = yes ]; then
+    exec 9>>/tmp/integral-build.lock
+    log "waiting for /tmp/integral-build.lock"
+    flock -w 3600 9 || die "could not take /tmp/integral-build.lock within an hour"
+fi
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((AGENTS + 256)) ] ||
+    die "ulimit -n is $(ulimit -n) (hard $(ulimit -Hn)): $AGENTS agents need at least $((AGENTS + 256))"
+
+uptime >"$RUN/uptime.before"
+log "run directory $RUN; load before: $(sed 's/.*load average: //' "$RUN/uptime.before")"
+
+# Customers the engine will cache in one stack (a stack lives for one phase): the story
+# customers of the largest phase, the background pool, the agents.
+MAX_RATE=0
+for r in "${RATE_LIST[@]}"; do if [ "$r" -gt "$MAX_RATE" ]; then MAX_RATE=$r; fi; done
+BACKGROUND=20000
+CACHE_MAX=$((MAX_RATE * SECONDS_PER * 2 / 10 + SLOTS + BACKGROUND + AGENTS + 10000))
+[ $CACHE_MAX -ge 200000 ] || CACHE_MAX=200000
+
+JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 64)
+[ ${#JWT_SECRET} -ge 32 ] || die "could not make a secret"
+
+cat >"$RUN/params.env" <<EOF
+command=$CMDLINE
+date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+agents=$AGENTS
+rates=$RATES
+seconds=$SECONDS_PER
+search_steps=$SEARCH_STEPS
+search_seconds=$SEARCH_SECONDS
+target_p99_ms=$TARGET_P99_MS
+contact_share=$CONTACT_SHARE
+slots=$SLOTS
+background_customers=$BACKGROUND
+fetch_wait_ms=$FETCH_WAIT_MS
+aof=$AOF
+smoke=$SMOKE
+build_dir=$BUILD
+build_type=$BUILD_TYPE
+cache_max_documents=$CACHE_MAX
+git_rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+git_dirty_files=$(git -C "$ROOT" status --porcelain -- services common 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
+nproc=$(nproc)
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+mem_total_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)
+load_before=$(sed 's/.*load average: //' "$RUN/uptime.before")
+ulimit_n=$(ulimit -n)
+redis_version=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+EOF
+
+# ------------------------------------------------------------------------------------------
+# One stack: redis-server, the broker, the engine, the gateway, and the agents
+# ------------------------------------------------------------------------------------------
+
+# start_stack TAG: everything fresh (an empty Redis, an empty broker), files TAG.*.
+start_stack() {
+    local tag=$1 broker_http
+    REDIS_PORT=$(free_port)
+    rm -rf "$RUN/redis"
+    mkdir -p "$RUN/redis"
+    cat >"$RUN/$tag.redis.conf" <<CONF
+port $REDIS_PORT
+bind 127.0.0.1
+daemonize yes
+pidfile $RUN/$tag.redis.pid
+dir $RUN/redis
+logfile $RUN/$tag.redis.log
+save ""
+appendonly $AOF
+appendfsync everysec
+CONF
+    redis-server "$RUN/$tag.redis.conf" 9>&- || die "redis-server did not start (log: $RUN/$tag.redis.log)"
+    for _ in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+    REDIS_PID=$(cat "$RUN/$tag.redis.pid")
+    redis-cli -p "$REDIS_PORT" ping | grep -q PONG || die "redis-server not answering"
+
+    broker_http=$(free_port)
+    rm -f "$RUN/$tag.bootstrap"
+    INTEGRAL_BROKER_BOOTSTRAP_FILE="$RUN/$tag.bootstrap" \
+    INTEGRAL_BROKER_TOPICS="interactions:64,alerts:32,assignments:32,feedback:3,deadletter:3" \
+    INTEGRAL_HTTP_PORT="$broker_http" \
+        setsid "$BROKER_BIN" </dev/null >"$RUN/$tag.devbroker.out" 2>"$RUN/$tag.devbroker.log" 9>&- &
+    BROKER_PID=$!
+    for _ in $(seq 100); do
+        [ -s "$RUN/$tag.bootstrap" ] && break
+        kill -0 "$BROKER_PID" 2>/dev/null || die "integral-devbroker exited: $(tail -3 "$RUN/$tag.devbroker.log")"
+        sleep 0.1
+    done
+    [ -s "$RUN/$tag.bootstrap" ] || die "integral-devbroker wrote no bootstrap list"
+    BROKERS=$(cat "$RUN/$tag.bootstrap")
+
+    ENGINE_HTTP=$(free_port)
+    (cd "$ROOT" && exec env \
+        INTEGRAL_KAFKA_BROKERS="$BROKERS" \
+        INTEGRAL_REDIS_HOST=127.0.0.1 INTEGRAL_REDIS_PORT="$REDIS_PORT" \
+        INTEGRAL_HTTP_PORT="$ENGINE_HTTP" \
+        INTEGRAL_ENGINE_RULES_FILE="$ROOT/config/rules.json" \
+        INTEGRAL_ENGINE_MODEL_FILE="$ROOT/config/model.json" \
+        INTEGRAL_ENGINE_CACHE_MAX_DOCUMENTS="$CACHE_MAX" \
+        INTEGRAL_KAFKA_FETCH_WAIT_MAX_MS="$FETCH_WAIT_MS" \
+        setsid "$ENGINE_BIN" --config config/engine.json \
+        </dev/null >"$RUN/$tag.engine.out" 2>"$RUN/$tag.engine.log" 9>&-) &
+    ENGINE_PID=$!
+
+    GATEWAY_PORT=$(free_port)
+    (cd "$ROOT" && exec env \
+        INTEGRAL_KAFKA_BROKERS="$BROKERS" \
+        INTEGRAL_REDIS_HOST=127.0.0.1 INTEGRAL_REDIS_PORT="$REDIS_PORT" \
+        INTEGRAL_HTTP_PORT="$GATEWAY_PORT" \
+        INTEGRAL_GATEWAY_JWT_SECRET="$JWT_SECRET" \
+        INTEGRAL_GATEWAY_INSTANCE=gwbench \
+        INTEGRAL_GATEWAY_ALLOWED_ORIGINS="http://127.0.0.1:$GATEWAY_PORT" \
+        INTEGRAL_GATEWAY_WEB_DIR="$ROOT/web" \
+        INTEGRAL_KAFKA_FETCH_WAIT_MAX_MS="$FETCH_WAIT_MS" \
+        setsid "$GATEWAY_BIN" --config config/gateway.json \
+        </dev/null >"$RUN/$tag.gateway.out" 2>"$RUN/$tag.gateway.log" 9>&-) &
+    GATEWAY_PID=$!
+
+    wait_ready engine "$ENGINE_PID" "$ENGINE_HTTP" "$RUN/$tag.engine.log"
+    wait_ready gateway "$GATEWAY_PID" "$GATEWAY_PORT" "$RUN/$tag.gateway.log"
+    cat >"$RUN/$tag.stack.env" <<EOF
+engine_pid=$ENGINE_PID
+gateway_pid=$GATEWAY_PID
+redis_pid=$REDIS_PID
+broker_pid=$BROKER_PID
+gateway_port=$GATEWAY_PORT
+engine_http=$ENGINE_HTTP
+redis_port=$REDIS_PORT
+brokers=$BROKERS
+EOF
+    log "$tag: stack up: redis $REDIS_PID, broker $BROKER_PID, engine $ENGINE_PID, gateway $GATEWAY_PID (ws://127.0.0.1:$GATEWAY_PORT/ws)"
+}
+
+# connect_agents TAG: ws_agents with --agents agents; the gateway's RSS before and after.
+connect_agents() {
+    local tag=$1 authed='' t0
+    sleep 2
+    memory_snapshot "$tag.before_connect"
+    STATUS=$RUN/$tag.agents.status
+    INTEGRAL_GATEWAY_JWT_SECRET="$JWT_SECRET" setsid "$WS_AGENTS" --port "$GATEWAY_PORT" \
+        --agents "$AGENTS" --status "$STATUS" --out "$RUN/$tag.agents.json" \
+        --raw "$RUN/$tag.agents.raw" </dev/null >"$RUN/$tag.agents.out" 2>"$RUN/$tag.agents.log" 9>&- &
+    AGENTS_PID=$!
+    echo "agents_pid=$AGENTS_PID" >>"$RUN/$tag.stack.env"
+    t0=$(date +%s%N)
+    for _ in $(seq 1200); do
+        authed=$(status_value authenticated)
+        [ "${authed:-0}" -ge "$AGENTS" ] && break
+        [ "$(status_value failed)" = 0 ] || [ -z "$(status_value failed)" ] ||
+            die "ws_agents: $(status_value failed) connections failed: $(tail -3 "$RUN/$tag.agents.log")"
+        kill -0 "$AGENTS_PID" 2>/dev/null || die "ws_agents exited: $(tail -3 "$RUN/$tag.agents.log")"
+        sleep 0.1
+    done
+    [ "${authed:-0}" -ge "$AGENTS" ] || die "only ${authed:-0} of $AGENTS agents authenticated in 120 s"
+    log "$tag: $AGENTS agents authenticated in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    sleep 3 # the gateway settles (handshake buffers freed; the first pings are 20 s away)
+    memory_snapshot "$tag.after_connect"
+    curl -fsS -m 10 "http://127.0.0.1:$GATEWAY_PORT/metrics" >"$RUN/$tag.metrics.gateway.connected" || true
+    # What the stack costs with the agents connected and nothing to do (idle fetch loops,
+    # the gateway's sweep and live-queue timers).
+    cpu_snapshot "$tag.idle.start"
+    sleep 5
+    cpu_snapshot "$tag.idle.end"
+}
+
+# stop_stack TAG: peak memory, Redis's view, then everything stops (the services must exit 0).
+stop_stack() {
+    local tag=$1
+    memory_snapshot "$tag.end"
+    redis-cli -p "$REDIS_PORT" info memory | tr -d '\r' |
+        grep -E '^(used_memory|used_memory_rss|used_memory_peak):' | sed 's/:/=/' >"$RUN/$tag.redis.memory" || true
+    redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' >"$RUN/$tag.redis.commandstats" || true
+    stop_pid ws_agents "$AGENTS_PID" TERM 15
+    set +e
+    wait "$AGENTS_PID"; echo "agents_exit=$?" >"$RUN/$tag.exits.env"
+    stop_pid gateway "$GATEWAY_PID" TERM 40
+    wait "$GATEWAY_PID"; echo "gateway_exit=$?" >>"$RUN/$tag.exits.env"
+    stop_pid engine "$ENGINE_PID" TERM 40
+    wait "$ENGINE_PID"; echo "engine_exit=$?" >>"$RUN/$tag.exits.env"
+    set -e
+    AGENTS_PID='' GATEWAY_PID='' ENGINE_PID=''
+    stop_pid devbroker "$BROKER_PID" TERM 15
+    BROKER_PID=''
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    stop_pid redis-server "$REDIS_PID" TERM 15
+    REDIS_PID=''
+    [ "$KEEP_DATA" = yes ] || rm -rf "$RUN/redis"
+}
+
+# ------------------------------------------------------------------------------------------
+# Phases, each on a fresh stack: the dev broker slows down as its partitions fill up, so that
+# phases sharing a stack would depend on their order.
+# ------------------------------------------------------------------------------------------
+PHASES_FILE=$RUN/phases.txt
+: >"$PHASES_FILE"
+FAILED_PHASE=
+
+# produce_and_wait TAG PHASE RATE SECONDS KIND: produce, then wait for every expected alert.
+produce_and_wait() {
+    local tag=$1 phase=$2 rate=$3 seconds=$4 kind=$5 expected got prev=-1 t0 now last_progress
+    log "$tag: phase $phase ($kind): $rate events/s for $seconds s"
+    metrics_snapshot "p$phase.before"
+    [ "$kind" = warmup ] || perf_start "p$phase"
+    cpu_snapshot "p$phase.start"
+    "$PRODUCE" --brokers "$BROKERS" --phase "$phase" --rate "$rate" --seconds "$seconds" \
+        --agents "$AGENTS" --slots "$SLOTS" --contact-share "$CONTACT_SHARE" \
+        --background-customers "$BACKGROUND" --expect-out "$RUN/p$phase.expect" \
+        --warmup-topic deadletter >"$RUN/p$phase.produce" 2>"$RUN/p$phase.produce.log" 9>&- &
+    PRODUCE_PID=$!
+    wait "$PRODUCE_PID" || { PRODUCE_PID=''; die "gw_produce failed: $(cat "$RUN/p$phase.produce.log")"; }
+    PRODUCE_PID=''
+    expected=$(sed -n 's/^alerts_expected=//p' "$RUN/p$phase.produce")
+    t0=$(date +%s)
+    last_progress=$t0
+    while :; do
+        got=$(status_value "phase_${phase}_alerts")
+        got=${got:-0}
+        [ "$got" -ge "$expected" ] && break
+        now=$(date +%s)
+        [ "$got" != "$prev" ] && { prev=$got; last_progress=$now; }
+        if [ $((now - last_progress)) -ge $STALL_S ] || [ $((now - t0)) -ge "$DRAIN_S" ]; then
+            log "$tag: phase $phase: only $got of $expected alerts after $((now - t0)) s"
+            FAILED_PHASE=$phase
+            break
+        fi
+        kill -0 "$AGENTS_PID" 2>/dev/null || die "ws_agents exited: $(tail -3 "$RUN/$tag.agents.log")"
+        kill -0 "$GATEWAY_PID" 2>/dev/null || die "the gateway died: $(tail -3 "$RUN/$tag.gateway.log")"
+        kill -0 "$ENGINE_PID" 2>/dev/null || die "the engine died: $(tail -3 "$RUN/$tag.engine.log")"
+        sleep 0.1
+    done
+    local waited=$(( $(date +%s) - t0 ))
+    sleep 1 # stragglers: a duplicate or an unexpected alert would show now
+    cpu_snapshot "p$phase.end"
+    perf_stop
+    metrics_snapshot "p$phase.after"
+    memory_snapshot "p$phase.after"
+    echo "$phase $rate $seconds $kind $tag" >>"$PHASES_FILE"
+    log "$tag: phase $phase: $(status_value "phase_${phase}_alerts") of $expected alerts; achieved $(sed -n 's/^rate_achieved=//p' "$RUN/p$phase.produce") events/s; waited ${waited} s after the producer's flush"
+}
+
+# run_phase PHASE RATE SECONDS KIND: a fresh stack, the agents, a warm-up (phase 50+PHASE, not
+# reported), the phase, the stack stopped.
+run_phase() {
+    local phase=$1 rate=$2 seconds=$3 kind=$4 tag=s$1
+    start_stack "$tag"
+    connect_agents "$tag"
+    produce_and_wait "$tag" $((50 + phase)) $(( rate < 500 ? rate : 500 )) "$WARMUP_S" warmup
+    sleep 1
+    [ -n "$FAILED_PHASE" ] || produce_and_wait "$tag" "$phase" "$rate" "$seconds" "$kind"
+    kill -USR1 "$AGENTS_PID" 2>/dev/null || true
+    sleep 0.5
+    stop_stack "$tag"
+}
+
+# phase_verdict PHASE: "pass|fail P99_MS" (from ws_agents' summary of the phase's stack).
+phase_verdict() {
+    "$PY" - "$RUN" "$1" "$TARGET_P99_MS" <<'EOF'
+import json, sys, os
+run, phase, target = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+try:
+    s = json.load(open(os.path.join(run, "s%d.agents.json" % phase)))
+    prod = {}
+    for line in open(os.path.join(run, "p%d.produce" % phase)):
+        k, _, v = line.strip().partition("=")
+        prod[k] = v
+    ph = [p for p in s["phases"] if p["phase"] == phase][0]
+    p99 = ph["latency_ms"]["p99"]
+    complete = ph["alerts"] == int(prod["alerts_expected"])
+    on_time = float(prod["rate_achieved"]) >= 0.97 * float(prod["rate_target"])
+    print("pass" if complete and on_time and p99 < target else "fail", p99)
+except Exception:
+    print("fail none")
+EOF
+}
+
+phase=1
+best_pass=0
+first_fail=0
+for rate in "${RATE_LIST[@]}"; do
+    [ -z "$FAILED_PHASE" ] || break
+    run_phase $phase "$rate" "$SECONDS_PER" ladder
+    read -r verdict p99 < <(phase_verdict $phase)
+    log "phase $phase: p99 $p99 ms: $verdict (target ${TARGET_P99_MS} ms)"
+    if [ "$verdict" = pass ]; then
+        [ "$rate" -gt "$best_pass" ] && best_pass=$rate
+    elif [ "$first_fail" = 0 ] || [ "$rate" -lt "$first_fail" ]; then
+        first_fail=$rate
+    fi
+    phase=$((phase + 1))
+done
+# A failing rate below a passing one (noise) does not bound the search.
+[ "$first_fail" -gt "$best_pass" ] || first_fail=0
+
+# Bisect between the best passing rate and the first failing one above it (or below the
+# lowest rate when none passed).
+step=0
+while [ -z "$FAILED_PHASE" ] && [ $step -lt "$SEARCH_STEPS" ] && [ "$first_fail" -gt 0 ]; do
+    mid=$(( (best_pass + first_fail) / 2 / 250 * 250 ))
+    if [ $mid -le "$best_pass" ] || [ $mid -ge "$first_fail" ]; then break; fi
+    run_phase $phase $mid "$SEARCH_SECONDS" search
+    read -r verdict p99 < <(phase_verdict $phase)
+    log "phase $phase: p99 $p99 ms: $verdict"
+    if [ "$verdict" = pass ]; then best_pass=$mid; else first_fail=$mid; fi
+    phase=$((phase + 1))
+    step=$((step + 1))
+done
+echo "best_pass=$best_pass" >>"$RUN/params.env"
+echo "first_fail=$first_fail" >>"$RUN/params.env"
+uptime >"$RUN/uptime.after"
+
+if [ "$PERF" = yes ]; then
+    for data in "$RUN"/perf.p*.data; do
+        [ -s "$data" ] || continue
+        p=$(basename "$data" .data)
+        tag=s${p#perf.p}
+        for who in engine gateway redis broker; do
+            pid=$(sed -n "s/^${who}_pid=//p" "$RUN/$tag.stack.env")
+            perf report -i "$data" --pid "$pid" --no-children --sort dso,sym -g none \
+                --percentage relative --stdio --percent-limit 0.5 2>/dev/null | grep -v '^#' |
+                grep -v '^$' | head -40 >"$RUN/$p.$who.txt" || true
+        done
+    done
+fi
+
+[ -z "$FAILED_PHASE" ] || echo "failed_phase=$FAILED_PHASE" >>"$RUN/params.env"
+"$PY" "$BENCH/gw_report.py" "$RUN"
