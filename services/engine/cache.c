@@ -61,9 +61,34 @@ static void entry_free(cache_entry_t *e)
     free(e);
 }
 
-/* Unlinks e from its bucket and the LRU list and frees it. */
+void cache_watch(cache_t *cache, cache_entry_t *e, bool on)
+{
+    if (on == e->watched)
+        return;
+    if (on) {
+        e->watch_prev = NULL;
+        e->watch_next = cache->watch_head;
+        if (cache->watch_head)
+            cache->watch_head->watch_prev = e;
+        cache->watch_head = e;
+        cache->watched++;
+    } else {
+        if (e->watch_prev)
+            e->watch_prev->watch_next = e->watch_next;
+        else
+            cache->watch_head = e->watch_next;
+        if (e->watch_next)
+            e->watch_next->watch_prev = e->watch_prev;
+        e->watch_prev = e->watch_next = NULL;
+        cache->watched--;
+    }
+    e->watched = on;
+}
+
+/* Unlinks e from its bucket, the LRU list and the watch list and frees it. */
 static void entry_remove(cache_t *cache, cache_entry_t *e)
 {
+    cache_watch(cache, e, false);
     cache_entry_t **pp = &cache->buckets[e->hash & cache->mask];
     while (*pp != e)
         pp = &(*pp)->hash_next;

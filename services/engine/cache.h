@@ -26,6 +26,8 @@ typedef struct cache_entry {
     cache_state_t state;
     unsigned pins;    /* work that refers to this entry; > 0 means not evictable */
     uint64_t batch_id; /* the last batch this entry was written into (pipeline.c) */
+    struct cache_entry *watch_prev, *watch_next; /* in the watch list (cache_watch) */
+    bool watched;
     void *doc;        /* customer_t * or agent_t *, owned by the cache */
     void (*free_doc)(void *doc);
     char subject[];
@@ -37,6 +39,8 @@ typedef struct {
     size_t count;
     size_t max_entries;
     cache_entry_t *lru_head, *lru_tail;
+    cache_entry_t *watch_head; /* entries marked by cache_watch, newest first */
+    size_t watched;
     uint64_t evictions;
 } cache_t;
 
@@ -60,5 +64,10 @@ void cache_trim(cache_t *cache);
 
 /* Drops every entry of partition, pinned or not: the caller has dropped the work first. */
 void cache_drop_partition(cache_t *cache, int32_t partition);
+
+/* Adds e to (on) or removes it from (!on) the watch list: the few entries a periodic scan
+ * visits (customers waiting in a queue), so that it need not walk the whole cache. An entry
+ * leaves the list when it is removed. Walk it with e->watch_next from cache->watch_head. */
+void cache_watch(cache_t *cache, cache_entry_t *e, bool on);
 
 #endif

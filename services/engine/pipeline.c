@@ -17,8 +17,20 @@
 #define PARTITIONS_MAX 4096
 #define CLAIM_RETRY_MS 500
 #define FENCED_RETRY_MS 15000 /* let the group settle before taking a fenced partition again */
-#define DOC_BUFFER_INITIAL (64 * 1024)
+#define DOC_BYTES_DEFAULT (64 * 1024) /* largest document when max_doc_bytes is 0 */
+#define DOC_BYTES_FIRST (16 * 1024)   /* room a document is first serialized into */
 #define PUMP_BATCH 2000 /* events applied per loop iteration at most */
+#define ITEMS_SPARE 8192 /* free list of queue items (2.3 KB each) */
+/* Group commit. A partition has at most one write in flight; the batches that become ready
+ * meanwhile go out together in the next one, up to WRITE_MAX_BYTES (a larger single batch
+ * still goes alone). The engine keeps at most WRITES_IN_FLIGHT_MAX_BYTES in flight to Redis
+ * (one write may exceed it alone), so that Redis never has a deep backlog (loads queue behind
+ * writes, and the command timeout runs from the time a command is queued). */
+#define WRITE_MAX_BYTES (1024 * 1024)
+#define WRITES_IN_FLIGHT_MAX_BYTES (4 * 1024 * 1024)
+#define WRITES_PENDING_MAX_BYTES (64 * 1024 * 1024) /* built, not sent: past it, hold the consumer */
+#define WRITES_SPARE 128            /* recycled store writes (their buffers) */
+#define WRITE_SPARE_MAX_CAPACITY (2 * 1024 * 1024)
 
 typedef enum {
     PARTITION_UNASSIGNED,
@@ -38,7 +50,17 @@ typedef struct partition {
     bool assign_pending;     /* claimed for a deferred group assignment */
     batch_t *open;           /* collecting this loop iteration's messages */
     batch_t *head, *tail;    /* sealed batches, oldest first */
+    struct flight *flight;   /* the partition's write in flight (NULL: none) */
+    bool waiting_bytes;      /* in the pipeline's queue of writes waiting for room */
 } partition_t;
+
+/* One write in flight: the consecutive batches of one partition it covers, oldest first. */
+typedef struct flight {
+    pipeline_t *pipeline;
+    size_t bytes;
+    size_t n;
+    batch_t *batches[];
+} flight_t;
 
 struct batch {
     pipeline_t *pipeline;
@@ -50,7 +72,8 @@ struct batch {
     bool sealed;
     bool write_in_flight, written;
     store_write_t *write;   /* built when sealed and nothing is queued */
-    store_write_t *queue_ops; /* live-queue operations raised so far, moved into write */
+    size_t write_bytes;     /* its size, counted in the pipeline's bytes_pending */
+    store_write_t *queue_ops; /* live-queue operations raised so far: becomes the write */
     cache_entry_t **dirty;  /* documents changed by this batch (pinned) */
     size_t n_dirty, cap_dirty;
     batch_t *next;
@@ -103,8 +126,15 @@ struct pipeline {
     int open_handles;
     void (*close_cb)(void *data);
     void *close_data;
-    char *doc_buffer;
-    size_t doc_buffer_cap;
+    size_t max_doc_bytes;
+    size_t bytes_in_flight;                 /* of the writes sent and not answered */
+    size_t bytes_pending;                   /* of the writes built and not sent */
+    int32_t waiting[PARTITIONS_MAX];        /* partitions whose write waits for room (FIFO) */
+    int wait_head, n_waiting;
+    partition_t *serving;                   /* the waiting partition being served */
+    bool serving_blocked;                   /* ... and it still found no room */
+    store_write_t *spare_writes[WRITES_SPARE];
+    int n_spare_writes;
     /* metrics */
     metrics_counter_t *events_by_type[EVENT_TYPE_COUNT];
     metrics_counter_t *deadlettered[EVENT_REASON_COUNT];
@@ -117,6 +147,7 @@ struct pipeline {
 static void pump(pipeline_t *p);
 static void on_pump_idle(uv_idle_t *idle);
 static void batch_progress(batch_t *b);
+static void partition_progress(pipeline_t *p, partition_t *part);
 static void partition_resync(pipeline_t *p, partition_t *part, const char *why);
 
 /* ------------------------------------------------------------------------------------------
@@ -160,7 +191,7 @@ static item_t *item_alloc(pipeline_t *p)
 
 static void item_release(pipeline_t *p, item_t *it)
 {
-    if (p->n_free_items >= 1024) {
+    if (p->n_free_items >= ITEMS_SPARE) {
         free(it);
         return;
     }
@@ -171,7 +202,8 @@ static void item_release(pipeline_t *p, item_t *it)
 
 static void update_hold(pipeline_t *p)
 {
-    bool hold = p->queued >= p->opts.max_queued_events;
+    bool hold = p->queued >= p->opts.max_queued_events ||
+                p->bytes_pending > WRITES_PENDING_MAX_BYTES;
     if (hold != p->held && p->consumer) {
         p->held = hold;
         kafka_consumer_hold(p->consumer, hold);
@@ -209,11 +241,40 @@ static void batch_unpin_dirty(batch_t *b)
     b->n_dirty = b->cap_dirty = 0;
 }
 
+static store_write_t *write_alloc(pipeline_t *p, partition_t *part, int64_t next_offset)
+{
+    if (p->n_spare_writes == 0)
+        return store_write_new(p->opts.topic, part->id, part->epoch, next_offset);
+    store_write_t *w = p->spare_writes[--p->n_spare_writes];
+    store_write_reset(w, p->opts.topic, part->id, part->epoch, next_offset);
+    return w;
+}
+
+static void write_recycle(pipeline_t *p, store_write_t *w)
+{
+    if (!w)
+        return;
+    if (p->n_spare_writes < WRITES_SPARE && store_write_capacity(w) <= WRITE_SPARE_MAX_CAPACITY)
+        p->spare_writes[p->n_spare_writes++] = w;
+    else
+        store_write_free(w);
+}
+
+/* The batch's write leaves it (sent or dropped): no longer pending. */
+static store_write_t *batch_take_write(batch_t *b)
+{
+    store_write_t *w = b->write;
+    b->write = NULL;
+    b->pipeline->bytes_pending -= b->write_bytes;
+    b->write_bytes = 0;
+    return w;
+}
+
 static void batch_free(batch_t *b)
 {
+    write_recycle(b->pipeline, batch_take_write(b));
     batch_unpin_dirty(b);
-    store_write_free(b->write);
-    store_write_free(b->queue_ops);
+    write_recycle(b->pipeline, b->queue_ops);
     b->pipeline->batches_live--;
     free(b);
 }
@@ -250,6 +311,7 @@ static void partition_orphan_batches(partition_t *part)
 {
     batch_t *b = part->head;
     part->head = part->tail = part->open = NULL;
+    part->flight = NULL; /* it still completes: its batches stay alive until then */
     while (b) {
         batch_t *next = b->next;
         b->partition = NULL;
@@ -261,55 +323,193 @@ static void partition_orphan_batches(partition_t *part)
 }
 
 /* Serializes every document the batch changed into its write: the documents as they are
- * now, which is as of the batch's last event (later events wait behind it in the queue). */
+ * now, which is as of the batch's last event (later events wait behind it in the queue).
+ * Each is serialized straight into the write's buffer. The live-queue operations raised by
+ * the batch are already in b->queue_ops, which becomes the write (the command puts the
+ * documents first). */
 static int batch_build_write(pipeline_t *p, batch_t *b)
 {
     partition_t *part = b->partition;
-    b->write = store_write_new(p->opts.topic, part->id, part->epoch, b->last_offset + 1);
-    if (!b->write)
+    store_write_t *w = b->queue_ops;
+    b->queue_ops = NULL;
+    if (w)
+        store_write_set_offset(w, b->last_offset + 1);
+    else if (!(w = write_alloc(p, part, b->last_offset + 1)))
         return -1;
+    b->write = w;
     for (size_t i = 0; i < b->n_dirty; i++) {
         cache_entry_t *e = b->dirty[i];
         const doc_ops_t *ops = e->subject[0] == 'a' && strncmp(e->subject, "agent:", 6) == 0
                                    ? p->opts.agent_ops
                                    : p->opts.customer_ops;
         char key[STORE_KEY_MAX];
-        size_t len = 0;
-        if (ops->key(key, sizeof key, e->subject) < 0 ||
-            ops->serialize(e->doc, p->doc_buffer, p->doc_buffer_cap, &len, p->opts.doc_ctx) <
-                0 ||
-            store_write_add(b->write, key, p->doc_buffer, len) < 0) {
+        size_t len = 0, room = DOC_BYTES_FIRST < p->max_doc_bytes ? DOC_BYTES_FIRST
+                                                                  : p->max_doc_bytes;
+        char *at = NULL;
+        int rc = ops->key(key, sizeof key, e->subject);
+        if (rc >= 0) {
+            at = store_write_begin(w, key, room);
+            rc = at ? ops->serialize(e->doc, at, room, &len, p->opts.doc_ctx) : -1;
+        }
+        if (rc < 0 && at && room < p->max_doc_bytes) { /* a large one: all the room allowed */
+            room = p->max_doc_bytes;
+            at = store_write_begin(w, key, room);
+            rc = at ? ops->serialize(e->doc, at, room, &len, p->opts.doc_ctx) : -1;
+        }
+        if (rc < 0) {
             log_error("engine: cannot serialize %s %s", ops->kind, e->subject);
             return -1;
         }
+        store_write_commit(w, len);
     }
-    int rc = store_write_move_ops(b->write, b->queue_ops);
-    b->queue_ops = NULL;
-    if (rc < 0) {
-        log_error("engine: cannot add the live-queue operations to a write");
-        return -1;
-    }
-    metrics_counter_add(p->docs_written, b->n_dirty);
+    b->write_bytes = store_write_bytes(w);
+    p->bytes_pending += b->write_bytes;
     batch_unpin_dirty(b);
     return 0;
 }
 
 static void on_write_done(void *data, int status, const char *reason);
 
-static void batch_send_write(pipeline_t *p, batch_t *b)
+/* Queues the partition for room among the writes in flight (once). The one being served
+ * from the head of the queue stays there. */
+static void wait_for_room(pipeline_t *p, partition_t *part)
 {
-    store_write_t *w = b->write;
-    b->write = NULL;
-    b->write_in_flight = true;
+    if (part == p->serving) {
+        p->serving_blocked = true;
+        return;
+    }
+    if (part->waiting_bytes)
+        return;
+    part->waiting_bytes = true;
+    p->waiting[(p->wait_head + p->n_waiting) % PARTITIONS_MAX] = part->id;
+    p->n_waiting++;
+}
+
+/* Group commit: unless the partition already has a write in flight, sends the ready batches
+ * after its last written one - consecutive, each with its write built and its deliveries
+ * acknowledged - as one write. Writes therefore reach Redis in batch order, one at a time per
+ * partition, and a batch's applied offset never before an earlier batch's documents. */
+static void partition_send_writes(pipeline_t *p, partition_t *part)
+{
+    if (part->flight)
+        return;
+    batch_t *first = part->head;
+    while (first && first != part->open && first->written)
+        first = first->next;
+    if (!first || first == part->open || !first->write || first->deliveries > 0 ||
+        first->write_in_flight)
+        return; /* nothing ready */
+    if (p->n_waiting > 0 && part != p->serving) {
+        wait_for_room(p, part); /* behind the others (without walking its batches) */
+        return;
+    }
+    size_t n = 0, bytes = 0;
+    for (batch_t *b = first; b && b != part->open; b = b->next) {
+        if (!b->write || b->deliveries > 0 || b->written || b->write_in_flight)
+            break;
+        size_t size = store_write_bytes(b->write);
+        if (n > 0 && bytes + size > WRITE_MAX_BYTES)
+            break;
+        n++;
+        bytes += size;
+    }
+    /* Room among the writes in flight, first come first served. */
+    if (p->bytes_in_flight > 0 && p->bytes_in_flight + bytes > WRITES_IN_FLIGHT_MAX_BYTES) {
+        wait_for_room(p, part);
+        return;
+    }
+    flight_t *f = malloc(sizeof *f + n * sizeof f->batches[0]);
+    store_write_t **ws = malloc(n * sizeof *ws);
+    if (!f || !ws) {
+        free(f);
+        free(ws);
+        partition_resync(p, part, "out of memory");
+        return;
+    }
+    *f = (flight_t){.pipeline = p, .bytes = bytes, .n = n};
+    batch_t *b = first;
+    for (size_t i = 0; i < n; i++, b = b->next) {
+        f->batches[i] = b;
+        ws[i] = b->write;
+    }
+    size_t docs = 0;
+    int rc = store_write_send_many(p->opts.redis, ws, n, on_write_done, f, &docs);
+    for (size_t i = 0; i < n; i++) {
+        write_recycle(p, batch_take_write(f->batches[i]));
+        f->batches[i]->write_in_flight = rc == 0;
+    }
+    free(ws);
+    update_hold(p);
+    if (rc != 0) {
+        free(f);
+        partition_resync(p, part, "Redis refused the write");
+        return;
+    }
+    part->flight = f;
+    p->bytes_in_flight += bytes;
     metrics_counter_inc(p->writes);
-    if (store_write_send(p->opts.redis, w, on_write_done, b) != 0) {
-        b->write_in_flight = false;
-        partition_resync(p, b->partition, "Redis refused the write");
+    metrics_counter_add(p->docs_written, docs);
+}
+
+/* Completes the finished batches at the head, in order, and stores the last one's offset in
+ * Kafka: everything up to it is in Redis and every delivery of it acknowledged. */
+static void partition_complete(pipeline_t *p, partition_t *part)
+{
+    int64_t last = -1;
+    while (part->head && part->head->written && part->head->deliveries == 0 &&
+           part->head != part->open) {
+        batch_t *done = part->head;
+        part->head = done->next;
+        if (!part->head)
+            part->tail = NULL;
+        last = done->last_offset;
+        batch_free(done);
+    }
+    if (last < 0)
+        return;
+    rd_kafka_resp_err_t err = p->consumer
+                                  ? kafka_consumer_done(p->consumer, p->opts.topic, part->id, last)
+                                  : RD_KAFKA_RESP_ERR__STATE;
+    if (err)
+        log_warn("engine: cannot store offset %lld of partition %d: %s", (long long)last,
+                 (int)part->id, rd_kafka_err2str(err));
+}
+
+static void partition_progress(pipeline_t *p, partition_t *part)
+{
+    uint32_t generation = part->generation;
+    partition_send_writes(p, part);
+    if (part->generation != generation)
+        return; /* the send failed and re-synced the partition: its batches are gone */
+    partition_complete(p, part);
+}
+
+/* Writes that waited for room go out as writes in flight are answered, oldest wait first:
+ * the head of the queue stays there until it found room. The queue is never left waiting
+ * with nothing in flight: a partition is queued only when there is no room (something is in
+ * flight, and its answer comes here) or behind others. */
+static void send_waiting(pipeline_t *p)
+{
+    while (p->n_waiting > 0) {
+        partition_t *part = p->partitions[p->waiting[p->wait_head]];
+        if (part) {
+            part->waiting_bytes = false;
+            p->serving = part;
+            p->serving_blocked = false;
+            partition_progress(p, part);
+            p->serving = NULL;
+            if (p->serving_blocked) {
+                part->waiting_bytes = true; /* still at the head */
+                return;
+            }
+        }
+        p->wait_head = (p->wait_head + 1) % PARTITIONS_MAX;
+        p->n_waiting--;
     }
 }
 
-/* Moves a batch forward: builds its write once all its events are applied, sends it once
- * its alerts are acknowledged, and completes finished batches at the head in offset order. */
+/* Moves a batch forward: builds its write once all its events are applied, then lets its
+ * partition send what is ready and complete what is done. */
 static void batch_progress(batch_t *b)
 {
     pipeline_t *p = b->pipeline;
@@ -325,65 +525,45 @@ static void batch_progress(batch_t *b)
             return;
         }
     }
-    /* Writes go out in batch order: a later batch's applied offset must never reach Redis
-     * before an earlier batch's documents (the connection keeps the order once sent). */
-    uint32_t generation = part->generation;
-    for (batch_t *w = part->head; w && w != part->open; w = w->next) {
-        if (w->written || w->write_in_flight)
-            continue;
-        if (!w->write || w->deliveries > 0)
-            break;
-        batch_send_write(p, w);
-        if (part->generation != generation)
-            return; /* the send failed and re-synced the partition: its batches are gone */
-    }
-    /* Completion at the head, in order. */
-    while (part->head && part->head->written && part->head->deliveries == 0 &&
-           part->head != part->open) {
-        batch_t *done = part->head;
-        part->head = done->next;
-        if (!part->head)
-            part->tail = NULL;
-        rd_kafka_resp_err_t err =
-            p->consumer ? kafka_consumer_done(p->consumer, p->opts.topic, part->id,
-                                              done->last_offset)
-                        : RD_KAFKA_RESP_ERR__STATE;
-        if (err)
-            log_warn("engine: cannot store offset %lld of partition %d: %s",
-                     (long long)done->last_offset, (int)part->id, rd_kafka_err2str(err));
-        batch_free(done);
-    }
+    partition_progress(p, part);
 }
 
 static void on_write_done(void *data, int status, const char *reason)
 {
-    batch_t *b = data;
-    pipeline_t *p = b->pipeline;
-    /* b stays "in flight" until the end: a re-sync below orphans it, and must not free it. */
-    if (!b->partition) {
-        b->write_in_flight = false;
-        batch_release_if_orphan(b);
+    flight_t *f = data;
+    pipeline_t *p = f->pipeline;
+    p->bytes_in_flight -= f->bytes;
+    /* A flight's batches are detached together (partition_orphan_batches). They stay "in
+     * flight" until the end: a re-sync below orphans them, and must not free them. */
+    partition_t *part = f->batches[f->n - 1]->partition;
+    if (part && part->flight == f)
+        part->flight = NULL;
+    if (part && status == STORE_OK) {
+        for (size_t i = 0; i < f->n; i++) {
+            f->batches[i]->write_in_flight = false;
+            f->batches[i]->written = true;
+        }
+        free(f);
+        partition_progress(p, part);
+        send_waiting(p);
         return;
     }
-    if (status == STORE_OK) {
-        b->write_in_flight = false;
-        b->written = true;
-        batch_progress(b);
-        return;
-    }
-    partition_t *part = b->partition;
-    if (status == STORE_FENCED) {
+    if (part && status == STORE_FENCED) {
         metrics_counter_inc(p->writes_fenced);
         log_error("engine: partition %d: write refused (%s); another engine owns it: pausing",
                   (int)part->id, reason);
         partition_resync(p, part, NULL);
         part->retry_at_ms = now_ms(p) + FENCED_RETRY_MS;
-    } else {
+    } else if (part) {
         metrics_counter_inc(p->writes_failed);
         partition_resync(p, part, reason);
     }
-    b->write_in_flight = false;
-    batch_release_if_orphan(b);
+    for (size_t i = 0; i < f->n; i++) {
+        f->batches[i]->write_in_flight = false;
+        batch_release_if_orphan(f->batches[i]);
+    }
+    free(f);
+    send_waiting(p);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -652,8 +832,7 @@ int pipeline_queue_op(batch_t *b, store_op_kind_t op, int64_t time_ms, const cha
     partition_t *part = b->partition;
     if (!part)
         return -1;
-    if (!b->queue_ops &&
-        !(b->queue_ops = store_write_new(b->pipeline->opts.topic, part->id, part->epoch, -1)))
+    if (!b->queue_ops && !(b->queue_ops = write_alloc(b->pipeline, part, -1)))
         return -1;
     return store_write_add_op(b->queue_ops, op, time_ms, id, queue, info, info_len);
 }
@@ -702,6 +881,26 @@ void pipeline_on_delivery(kafka_producer_t *prod, rd_kafka_resp_err_t err, void 
     if (b) {
         b->deliveries--;
         batch_progress(b);
+    }
+}
+
+static const doc_ops_t *entry_ops(const pipeline_t *p, const cache_entry_t *e)
+{
+    return strncmp(e->subject, "agent:", 6) == 0 ? p->opts.agent_ops : p->opts.customer_ops;
+}
+
+/* Keeps e in the cache's watch list while its document asks for the periodic scan. */
+static void entry_update_watch(pipeline_t *p, cache_entry_t *e, const doc_ops_t *ops)
+{
+    cache_watch(&p->cache, e, ops->timed && e->state == CACHE_READY && ops->timed(e->doc));
+}
+
+void pipeline_each_timed_document(pipeline_t *p, pipeline_each_cb cb, void *data)
+{
+    for (cache_entry_t *e = p->cache.watch_head, *next; e; e = next) {
+        next = e->watch_next; /* cb changes no entry, but be safe */
+        if (e->state == CACHE_READY)
+            cb(entry_ops(p, e), e->doc, data);
     }
 }
 
@@ -780,6 +979,7 @@ static void on_loaded(void *data, int status, const char *value, size_t len)
         return;
     }
     e->state = CACHE_READY;
+    entry_update_watch(p, e, ops);
     pump(p);
 }
 
@@ -797,6 +997,7 @@ static void apply_item(pipeline_t *p, item_t *it)
         partition_resync(p, b->partition, "out of memory");
         return;
     } else {
+        entry_update_watch(p, it->entry, it->ops);
         bool late = wall_ms() - it->event.time_ms > p->opts.lateness_ms;
         if (p->opts.on_applied)
             p->opts.on_applied(p, b, it->ops, it->entry->doc, &it->event, late, p->opts.data);
@@ -828,8 +1029,8 @@ static void pump(pipeline_t *p)
         b->queued--;
         if (resynced)
             batch_release_if_orphan(b); /* detached by the re-sync */
-        else
-            batch_progress(b);
+        else if (b->queued == 0 && b->sealed)
+            batch_progress(b); /* its last event: the write can be built */
     }
     if (p->queue_head && p->queue_head->entry->state == CACHE_READY)
         uv_idle_start(&p->pump_idle, on_pump_idle); /* more ready: continue next iteration */
@@ -1035,10 +1236,8 @@ int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
     if (!p)
         return -1;
     p->opts = *opts;
-    p->doc_buffer_cap = opts->max_doc_bytes ? opts->max_doc_bytes : DOC_BUFFER_INITIAL;
-    p->doc_buffer = malloc(p->doc_buffer_cap);
-    if (!p->doc_buffer || cache_init(&p->cache, opts->cache_max_entries) < 0) {
-        free(p->doc_buffer);
+    p->max_doc_bytes = opts->max_doc_bytes ? opts->max_doc_bytes : DOC_BYTES_DEFAULT;
+    if (cache_init(&p->cache, opts->cache_max_entries) < 0) {
         free(p);
         return -1;
     }
@@ -1133,7 +1332,8 @@ void pipeline_close(pipeline_t *p, void (*close_cb)(void *data), void *data)
         free(it);
     }
     cache_close(&p->cache);
-    free(p->doc_buffer);
+    while (p->n_spare_writes > 0)
+        store_write_free(p->spare_writes[--p->n_spare_writes]);
     p->close_cb = close_cb;
     p->close_data = data;
     p->open_handles = 3;

@@ -5,6 +5,13 @@
  *   batch: every document it touched serialized once -> (alerts acknowledged) -> one fenced
  *   write of the documents and the partition's applied offset -> offsets stored in Kafka.
  *
+ * Group commit: a partition has at most one write in flight. The batches that become ready
+ * meanwhile (all events applied, all deliveries acknowledged, consecutive) leave together in
+ * the next write, up to about 1 MiB: a document several of them touched is written once, as of
+ * the newest, with the newest applied offset; their live-queue operations in order. The
+ * engine keeps at most a few MiB of writes in flight to Redis (the others wait their turn,
+ * first come first served), and holds the consumer while too many bytes of built writes wait.
+ *
  * Guarantees, and how:
  *  - Order per subject: one FIFO of events for the whole process; an event waits while its
  *    subject's document loads, and everything after it waits too.
@@ -55,6 +62,10 @@ typedef struct {
     void (*destroy)(void *doc);
     /* Writes the Redis key of subject's document. */
     int (*key)(char *out, size_t cap, const char *subject);
+    /* May be NULL. True while the document needs the periodic scan of
+     * pipeline_each_timed_document (a customer waiting in a queue). Asked after each event
+     * applied and after each load: only those change what it answers. */
+    bool (*timed)(const void *doc);
 } doc_ops_t;
 
 /* Called after an event changed a document (not for duplicates): evaluate rules, raise
@@ -121,6 +132,10 @@ int pipeline_queue_op(batch_t *batch, store_op_kind_t op, int64_t time_ms, const
  * alerts with a NULL batch. */
 typedef void (*pipeline_each_cb)(const doc_ops_t *ops, void *doc, void *data);
 void pipeline_each_document(pipeline_t *p, pipeline_each_cb cb, void *data);
+
+/* As pipeline_each_document, only for the documents whose ops->timed said true: it costs
+ * what they are, not what the cache holds. */
+void pipeline_each_timed_document(pipeline_t *p, pipeline_each_cb cb, void *data);
 
 /* True once the group assigned this engine its partitions, every one is claimed, and Redis is
  * ready; why says what is not. */

@@ -1,11 +1,13 @@
 /* store.c - partition claims, state loads and fenced batch writes in Redis. See store.h.
  *
- * The write is one FCALL per partition and batch (shared/notes/redis-write-budget.md, shape
+ * The write is one FCALL per partition and write (one batch, or several merged by the
+ * pipeline's group commit: store_write_send_many) (shared/notes/redis-write-budget.md, shape
  * H): about 3 us of Redis CPU per customer written, pipelined with no extra round trip, the
  * fence checked inside Redis. Values are passed as they are (one opaque string per key): Lua
  * copies each argument once, which is why the document is one value and not a hash. */
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,8 +193,10 @@ int store_load(redis_client_t *redis, const char *key, store_load_cb cb, void *d
 /* ------------------------------------------------------------------------------------------
  * Batch write
  *
- * Keys and values are appended to one growing buffer; the argv is built at send time, when
- * the buffer no longer moves.
+ * Keys and values are appended to one growing buffer (a document is serialized straight into
+ * it: store_write_begin/commit); the argv is built at send time, when the buffers no longer
+ * move. A write's buffers are kept by store_write_reset, so a recycled write allocates
+ * nothing.
  * ---------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -217,6 +221,7 @@ struct store_write {
     size_t n_ops, cap_ops;
     char *bytes;
     size_t used, bytes_cap;
+    size_t begun_key_len; /* store_write_begin: the key is in place, the value follows */
 };
 
 store_write_t *store_write_new(const char *topic, int32_t partition, int64_t epoch,
@@ -225,9 +230,28 @@ store_write_t *store_write_new(const char *topic, int32_t partition, int64_t epo
     store_write_t *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    *w = (store_write_t){.partition = partition, .epoch = epoch, .next_offset = next_offset};
-    snprintf(w->topic, sizeof w->topic, "%s", topic);
+    store_write_reset(w, topic, partition, epoch, next_offset);
     return w;
+}
+
+void store_write_reset(store_write_t *w, const char *topic, int32_t partition, int64_t epoch,
+                       int64_t next_offset)
+{
+    w->partition = partition;
+    w->epoch = epoch;
+    w->next_offset = next_offset;
+    w->n = w->n_ops = w->used = w->begun_key_len = 0;
+    snprintf(w->topic, sizeof w->topic, "%s", topic);
+}
+
+void store_write_set_offset(store_write_t *w, int64_t next_offset)
+{
+    w->next_offset = next_offset;
+}
+
+size_t store_write_capacity(const store_write_t *w)
+{
+    return w->bytes_cap + w->cap * sizeof *w->entries + w->cap_ops * sizeof *w->ops;
 }
 
 static int reserve(void **buf, size_t *cap, size_t need, size_t elem)
@@ -245,28 +269,71 @@ static int reserve(void **buf, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-int store_write_add(store_write_t *w, const char *key, const char *value, size_t len)
+static int reserve_bytes(store_write_t *w, size_t need)
+{
+    if (need <= w->bytes_cap)
+        return 0;
+    if (need < 32 * 1024)
+        need = 32 * 1024; /* no small steps */
+    return reserve((void **)&w->bytes, &w->bytes_cap, need, 1);
+}
+
+char *store_write_begin(store_write_t *w, const char *key, size_t max_len)
 {
     size_t key_len = strlen(key);
     if (reserve((void **)&w->entries, &w->cap, w->n + 1, sizeof *w->entries) < 0 ||
-        reserve((void **)&w->bytes, &w->bytes_cap, w->used + key_len + len, 1) < 0)
-        return -1;
-    store_entry_t *e = &w->entries[w->n++];
-    *e = (store_entry_t){w->used, key_len, w->used + key_len, len};
+        reserve_bytes(w, w->used + key_len + max_len) < 0)
+        return NULL;
     memcpy(w->bytes + w->used, key, key_len);
-    memcpy(w->bytes + w->used + key_len, value, len);
+    w->begun_key_len = key_len;
+    return w->bytes + w->used + key_len;
+}
+
+void store_write_commit(store_write_t *w, size_t len)
+{
+    size_t key_len = w->begun_key_len;
+    w->entries[w->n++] = (store_entry_t){w->used, key_len, w->used + key_len, len};
     w->used += key_len + len;
+    w->begun_key_len = 0;
+}
+
+int store_write_add(store_write_t *w, const char *key, const char *value, size_t len)
+{
+    char *at = store_write_begin(w, key, len);
+    if (!at)
+        return -1;
+    memcpy(at, value, len);
+    store_write_commit(w, len);
     return 0;
 }
 
 /* Appends len bytes to w->bytes; returns their offset, or -1 out of memory. */
 static long append_bytes(store_write_t *w, const char *data, size_t len)
 {
-    if (reserve((void **)&w->bytes, &w->bytes_cap, w->used + len, 1) < 0)
+    if (reserve_bytes(w, w->used + len) < 0)
         return -1;
     memcpy(w->bytes + w->used, data, len);
     w->used += len;
     return (long)(w->used - len);
+}
+
+static int add_op_fields(store_write_t *w, const char *const fields[STORE_OP_FIELDS],
+                         const size_t lens[STORE_OP_FIELDS])
+{
+    if (reserve((void **)&w->ops, &w->cap_ops, w->n_ops + 1, sizeof *w->ops) < 0)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < STORE_OP_FIELDS; i++)
+        total += lens[i];
+    if (reserve_bytes(w, w->used + total) < 0)
+        return -1;
+    store_op_t o;
+    for (int i = 0; i < STORE_OP_FIELDS; i++) {
+        o.at[i] = (size_t)append_bytes(w, fields[i], lens[i]);
+        o.len[i] = lens[i];
+    }
+    w->ops[w->n_ops++] = o;
+    return 0;
 }
 
 int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, const char *id,
@@ -277,34 +344,25 @@ int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, co
     const char *fields[STORE_OP_FIELDS] = {kind, when, id, queue ? queue : "", info ? info : ""};
     size_t lens[STORE_OP_FIELDS] = {1, strlen(when), strlen(id), strlen(fields[3]),
                                     info ? info_len : 0};
-    if (reserve((void **)&w->ops, &w->cap_ops, w->n_ops + 1, sizeof *w->ops) < 0)
-        return -1;
-    store_op_t o;
-    for (int i = 0; i < STORE_OP_FIELDS; i++) {
-        long at = append_bytes(w, fields[i], lens[i]);
-        if (at < 0)
+    return add_op_fields(w, fields, lens);
+}
+
+int store_write_copy_ops(store_write_t *dst, const store_write_t *src)
+{
+    for (size_t k = 0; src && k < src->n_ops; k++) {
+        const store_op_t *o = &src->ops[k];
+        const char *fields[STORE_OP_FIELDS];
+        for (int i = 0; i < STORE_OP_FIELDS; i++)
+            fields[i] = src->bytes + o->at[i];
+        if (add_op_fields(dst, fields, o->len) < 0)
             return -1;
-        o.at[i] = (size_t)at;
-        o.len[i] = lens[i];
     }
-    w->ops[w->n_ops++] = o;
     return 0;
 }
 
 int store_write_move_ops(store_write_t *dst, store_write_t *src)
 {
-    int rc = 0;
-    for (size_t k = 0; src && k < src->n_ops && rc == 0; k++) {
-        const store_op_t *o = &src->ops[k];
-        char kind = src->bytes[o->at[0]];
-        char when[24];
-        snprintf(when, sizeof when, "%.*s", (int)o->len[1], src->bytes + o->at[1]);
-        char id[256], queue[256];
-        snprintf(id, sizeof id, "%.*s", (int)o->len[2], src->bytes + o->at[2]);
-        snprintf(queue, sizeof queue, "%.*s", (int)o->len[3], src->bytes + o->at[3]);
-        rc = store_write_add_op(dst, (store_op_kind_t)kind, strtoll(when, NULL, 10), id, queue,
-                                src->bytes + o->at[4], o->len[4]);
-    }
+    int rc = store_write_copy_ops(dst, src);
     store_write_free(src);
     return rc;
 }
@@ -334,6 +392,141 @@ void store_write_free(store_write_t *w)
     free(w);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The FCALL of one or more writes of a partition
+ * ---------------------------------------------------------------------------------------- */
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+void store_command_free(store_command_t *cmd)
+{
+    free(cmd->argv);
+    free(cmd->lens);
+    cmd->argv = NULL;
+    cmd->lens = NULL;
+    cmd->argc = 0;
+}
+
+/* The entries to write, newest first, each key once (the newest value): picks[] gets
+ * (write index, entry index) pairs; returns how many, or -1 out of memory. */
+static long pick_entries(store_write_t *const *ws, size_t n, size_t total, size_t (*picks)[2])
+{
+    if (n == 1) {
+        for (size_t k = 0; k < total; k++)
+            picks[k][0] = 0, picks[k][1] = k;
+        return (long)total;
+    }
+    size_t slots = 16;
+    while (slots < total * 2)
+        slots *= 2;
+    const store_entry_t **table = calloc(slots, sizeof *table);
+    const store_write_t **owner = calloc(slots, sizeof *owner);
+    if (!table || !owner) {
+        free(table);
+        free((void *)owner);
+        return -1;
+    }
+    long m = 0;
+    for (size_t i = n; i-- > 0;) {
+        const store_write_t *w = ws[i];
+        for (size_t k = 0; k < w->n; k++) {
+            const store_entry_t *e = &w->entries[k];
+            const char *key = w->bytes + e->key_at;
+            size_t s = (size_t)hash_bytes(key, e->key_len) & (slots - 1);
+            bool seen = false;
+            for (; table[s]; s = (s + 1) & (slots - 1)) {
+                const store_entry_t *t = table[s];
+                if (t->key_len == e->key_len &&
+                    memcmp(owner[s]->bytes + t->key_at, key, e->key_len) == 0) {
+                    seen = true;
+                    break;
+                }
+            }
+            if (seen)
+                continue;
+            table[s] = e;
+            owner[s] = w;
+            picks[m][0] = i;
+            picks[m][1] = k;
+            m++;
+        }
+    }
+    free(table);
+    free((void *)owner);
+    return m;
+}
+
+int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n)
+{
+    memset(cmd, 0, sizeof *cmd);
+    if (n == 0)
+        return -1;
+    size_t total = 0, ops = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += ws[i]->n;
+        ops += ws[i]->n_ops;
+    }
+    size_t(*picks)[2] = malloc((total ? total : 1) * sizeof *picks);
+    long m = picks ? pick_entries(ws, n, total, picks) : -1;
+    size_t argc = 5 + 2 + 2 * (m < 0 ? 0 : (size_t)m) + STORE_OP_FIELDS * ops;
+    cmd->argv = malloc(argc * sizeof *cmd->argv);
+    cmd->lens = malloc(argc * sizeof *cmd->lens);
+    if (m < 0 || !cmd->argv || !cmd->lens) {
+        free(picks);
+        store_command_free(cmd);
+        return -1;
+    }
+    /* FCALL integral_apply numkeys owner applied k1..km epoch offset v1..vm ops... */
+    const store_write_t *last = ws[n - 1];
+    snprintf(cmd->numkeys, sizeof cmd->numkeys, "%zu", 2 + (size_t)m);
+    snprintf(cmd->owner, sizeof cmd->owner, "{p:%s:%d}:owner", last->topic, (int)last->partition);
+    snprintf(cmd->applied, sizeof cmd->applied, "{p:%s:%d}:applied", last->topic,
+             (int)last->partition);
+    snprintf(cmd->epoch, sizeof cmd->epoch, "%lld", (long long)last->epoch);
+    snprintf(cmd->offset, sizeof cmd->offset, "%lld", (long long)last->next_offset);
+    const char *head[] = {"FCALL", "integral_apply", cmd->numkeys, cmd->owner, cmd->applied};
+    size_t a = 0;
+    for (; a < 5; a++) {
+        cmd->argv[a] = head[a];
+        cmd->lens[a] = strlen(head[a]);
+    }
+    for (long k = 0; k < m; k++, a++) {
+        const store_write_t *w = ws[picks[k][0]];
+        const store_entry_t *e = &w->entries[picks[k][1]];
+        cmd->argv[a] = w->bytes + e->key_at;
+        cmd->lens[a] = e->key_len;
+    }
+    cmd->argv[a] = cmd->epoch, cmd->lens[a++] = strlen(cmd->epoch);
+    cmd->argv[a] = cmd->offset, cmd->lens[a++] = strlen(cmd->offset);
+    for (long k = 0; k < m; k++, a++) {
+        const store_write_t *w = ws[picks[k][0]];
+        const store_entry_t *e = &w->entries[picks[k][1]];
+        cmd->argv[a] = w->bytes + e->value_at;
+        cmd->lens[a] = e->value_len;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const store_write_t *w = ws[i];
+        for (size_t k = 0; k < w->n_ops; k++) {
+            for (int f = 0; f < STORE_OP_FIELDS; f++, a++) {
+                cmd->argv[a] = w->bytes + w->ops[k].at[f];
+                cmd->lens[a] = w->ops[k].len[f];
+            }
+        }
+    }
+    free(picks);
+    cmd->argc = (int)a;
+    cmd->docs = (size_t)m;
+    return 0;
+}
+
 typedef struct {
     store_write_cb cb;
     void *data;
@@ -354,51 +547,31 @@ static void on_write_reply(redis_client_t *redis, redisReply *reply, void *data)
                 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected write reply");
 }
 
-int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data)
+int store_write_send_many(redis_client_t *redis, store_write_t *const *ws, size_t n,
+                          store_write_cb cb, void *data, size_t *docs)
 {
-    /* FCALL integral_apply numkeys owner applied k1..kn epoch offset v1..vn ops... */
-    size_t argc = 3 + 2 + w->n + 2 + w->n + STORE_OP_FIELDS * w->n_ops;
-    const char **argv = malloc(argc * sizeof *argv);
-    size_t *lens = malloc(argc * sizeof *lens);
+    store_command_t cmd;
     write_call_t *call = malloc(sizeof *call);
-    int rc = STORE_REFUSED;
-    if (argv && lens && call) {
-        char numkeys[24], owner[PARTITION_KEY_MAX], applied[PARTITION_KEY_MAX];
-        char epoch[24], offset[24];
-        snprintf(numkeys, sizeof numkeys, "%zu", 2 + w->n);
-        partition_keys(w->topic, w->partition, owner, applied);
-        snprintf(epoch, sizeof epoch, "%lld", (long long)w->epoch);
-        snprintf(offset, sizeof offset, "%lld", (long long)w->next_offset);
-        const char *head[] = {"FCALL", "integral_apply", numkeys, owner, applied};
-        size_t i = 0;
-        for (; i < 5; i++) {
-            argv[i] = head[i];
-            lens[i] = strlen(head[i]);
-        }
-        for (size_t k = 0; k < w->n; k++, i++) {
-            argv[i] = w->bytes + w->entries[k].key_at;
-            lens[i] = w->entries[k].key_len;
-        }
-        argv[i] = epoch, lens[i++] = strlen(epoch);
-        argv[i] = offset, lens[i++] = strlen(offset);
-        for (size_t k = 0; k < w->n; k++, i++) {
-            argv[i] = w->bytes + w->entries[k].value_at;
-            lens[i] = w->entries[k].value_len;
-        }
-        for (size_t k = 0; k < w->n_ops; k++) {
-            for (int f = 0; f < STORE_OP_FIELDS; f++, i++) {
-                argv[i] = w->bytes + w->ops[k].at[f];
-                lens[i] = w->ops[k].len[f];
-            }
-        }
-        *call = (write_call_t){cb, data};
-        if (redis_client_command_argv(redis, on_write_reply, call, (int)argc, argv, lens) == 0)
-            rc = 0;
+    if (!call || store_command_build(&cmd, ws, n) < 0) {
+        free(call);
+        return STORE_REFUSED;
     }
+    *call = (write_call_t){cb, data};
+    int rc = redis_client_command_argv(redis, on_write_reply, call, cmd.argc, cmd.argv,
+                                       cmd.lens) == 0
+                 ? 0
+                 : STORE_REFUSED;
     if (rc != 0)
         free(call);
-    free(argv);
-    free(lens);
+    else if (docs)
+        *docs = cmd.docs;
+    store_command_free(&cmd);
+    return rc;
+}
+
+int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data)
+{
+    int rc = store_write_send_many(redis, &w, 1, cb, data, NULL);
     store_write_free(w);
     return rc;
 }

@@ -67,7 +67,18 @@ typedef struct store_write store_write_t;
 
 store_write_t *store_write_new(const char *topic, int32_t partition, int64_t epoch,
                                int64_t next_offset);
+/* Empties w for another use, keeping its buffers (no allocation when it is reused). */
+void store_write_reset(store_write_t *w, const char *topic, int32_t partition, int64_t epoch,
+                       int64_t next_offset);
+void store_write_set_offset(store_write_t *w, int64_t next_offset);
+/* Bytes of memory w holds (its buffers' capacity). */
+size_t store_write_capacity(const store_write_t *w);
 int store_write_add(store_write_t *w, const char *key, const char *value, size_t len);
+/* Adds a document serialized in place: store_write_begin returns where its value (at most
+ * max_len bytes) goes, NULL out of memory; store_write_commit(w, len) adds it. A begun value
+ * that is never committed is simply forgotten (begin again, or add something else). */
+char *store_write_begin(store_write_t *w, const char *key, size_t max_len);
+void store_write_commit(store_write_t *w, size_t len);
 size_t store_write_count(const store_write_t *w);
 
 /* Live-queue operations, applied in order after the documents (see the key schema above). */
@@ -83,7 +94,9 @@ int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, co
                        const char *queue, const char *info, size_t info_len);
 size_t store_write_ops(const store_write_t *w);
 
-/* Appends src's operations to dst and frees src (src may be NULL). 0, or -1 out of memory. */
+/* Appends src's operations to dst (src may be NULL); _move_ops then frees src. 0, or -1 out
+ * of memory. */
+int store_write_copy_ops(store_write_t *dst, const store_write_t *src);
 int store_write_move_ops(store_write_t *dst, store_write_t *src);
 size_t store_write_bytes(const store_write_t *w);
 void store_write_free(store_write_t *w);
@@ -93,5 +106,26 @@ void store_write_free(store_write_t *w);
  * STORE_REFUSED (cb never called). */
 typedef void (*store_write_cb)(void *data, int status, const char *reason);
 int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data);
+
+/* Group commit: sends ws[0..n) (consecutive writes of one partition, oldest first) as ONE
+ * fenced call: every key once with its newest value, the live-queue operations of all of
+ * them in order, and the applied offset and epoch of the last. The writes are not freed (they
+ * are only read while this runs). *docs (may be NULL) gets the number of documents sent.
+ * Returns 0 (cb is then called exactly once) or STORE_REFUSED. */
+int store_write_send_many(redis_client_t *redis, store_write_t *const *ws, size_t n,
+                          store_write_cb cb, void *data, size_t *docs);
+
+/* The command store_write_send_many sends, as an argv (exposed for tests). argv points into
+ * the writes and into the struct: valid while both are. */
+typedef struct {
+    int argc;
+    const char **argv;
+    size_t *lens;
+    size_t docs;
+    char numkeys[24], epoch[24], offset[24];
+    char owner[300], applied[300];
+} store_command_t;
+int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n);
+void store_command_free(store_command_t *cmd);
 
 #endif
