@@ -73,8 +73,8 @@ static const config_key_t sim_keys[] = {
      "Customers (ids c-00001, ...)."},
     {"sim.partners", CONFIG_INT, offsetof(sim_settings_t, partners), "10", 0, 100000, NULL,
      "Partner accounts (subjects partner:P001, ...): few, large orders."},
-    {"sim.agents", CONFIG_INT, offsetof(sim_settings_t, agents), "8", 1, 999, NULL,
-     "Agents (ids A001, A002, ...), each serving one or two queues."},
+    {"sim.agents", CONFIG_INT, offsetof(sim_settings_t, agents), "8", 1, 9999, NULL,
+     "Agents (ids A001, A002, ..., A999, A1000, ...), each serving one or two queues."},
     {"sim.queues", CONFIG_STRING, offsetof(sim_settings_t, queues),
      "support,billing,sales,retention", 1, 512, NULL,
      "Queues, comma-separated (at most 16). Reasons go to the queue of that name when there "

@@ -363,7 +363,10 @@ static int queue_for(const sim_t *s, const char *reason)
 
 void sim_agent_id(int index, char out[8])
 {
-    snprintf(out, 8, "A%03d", (index + 1) % 1000);
+    int n = index + 1; /* A001 .. A999, then A1000 .. A9999 */
+    if (n < 1 || n > 9999)
+        n = 0; /* never: sim_new refuses more than 9,999 agents */
+    snprintf(out, 8, "A%03d", n);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -885,7 +888,7 @@ static void make_agents(sim_t *s)
 
 sim_t *sim_new(const sim_config_t *cfg, int64_t start_ms)
 {
-    if (cfg->customers < 1 || cfg->agents < 1 || cfg->n_queues < 1 || cfg->start_hour < 0 ||
+    if (cfg->customers < 1 || cfg->agents < 1 || cfg->agents > 9999 || cfg->n_queues < 1 || cfg->start_hour < 0 ||
         cfg->start_hour > 23 ||
         cfg->n_queues > SIM_QUEUES_MAX || cfg->partners < 0 || cfg->history_days < 0)
         return NULL;
@@ -909,7 +912,13 @@ sim_t *sim_new(const sim_config_t *cfg, int64_t start_ms)
     make_agents(s);
     int64_t from = start_ms - (int64_t)cfg->history_days * DAY_MS;
     for (int i = 0; i < s->n_customers; i++) {
-        schedule(s, from + i, ACT_PROFILE, i, 0);
+        /* The CRM's profiles: with history, at its start; live only (no history), spread
+         * over the first simulated day, so that a live run does not begin with one profile
+         * per customer (100,000 of them before the first contact with a large base). */
+        if (cfg->history_days > 0)
+            schedule(s, from + i, ACT_PROFILE, i, 0);
+        else
+            schedule(s, from + (int64_t)between(&s->rng, 0, (double)DAY_MS), ACT_PROFILE, i, 0);
         double days = buying[s->customers[i].segment].days;
         schedule(s, from + (int64_t)(exponential(&s->rng, days) * DAY_MS), ACT_ORDER, i, 0);
         schedule(s, from + (int64_t)(exponential(&s->rng, 8) * DAY_MS), ACT_WEB, i, 0);

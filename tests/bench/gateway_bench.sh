@@ -8,6 +8,8 @@
 #                                [--fetch-wait-ms 1] [--no-aof] [--perf] [--smoke]
 #                                [--drain-s 180] [--run-dir DIR] [--no-build] [--no-lock]
 #                                [--keep-data] [--ws-agents BIN]
+#                                [--source gw|sim] [--sim-customers 100000]
+#                                [--sim-contacts-per-hour 4000]
 #
 # 1. Builds integral-engine, -gateway, -devbroker, ws_agents and gw_produce in BUILD_DIR
 #    (default build-gwbench; configured Release without sanitizers if new; an existing one
@@ -37,6 +39,16 @@
 # nothing unexpected, no connection lost, clean exits), 1 otherwise, 2 on bad usage. A missed
 # latency target is reported, not failed. A full run takes about 7 minutes.
 #
+# --source sim: the events come from the real simulator instead of gw_produce. Each phase (and
+# each warm-up: 10 s at up to 1,000/s, seed 50+PHASE) runs
+# `integral-sim --rate R --count R*seconds --seed PHASE` with sim.agents =
+# --agents (its agents A001, A002, ... are exactly the connected ones: ws_agents --sim-ids),
+# sim.customers --sim-customers, sim.history_days 0 (live traffic only), sim.contacts_per_hour
+# --sim-contacts-per-hour, topic interactions. The run waits until the engine has consumed the
+# phase's events, reads the alerts and assignments topics back with kcat, and expects every
+# alert of the phase (event id sim-PHASE-*) with an agent_id exactly once on that agent's
+# socket; alerts without agent_id (held for the customer's next contact) may arrive with a
+# screen pop, at most once per agent and only at an agent the customer was assigned to.
 # --smoke: 50 agents, rates 200,1000, 5 s each, one search step of 5 s (about 75 s).
 # --ws-agents BIN: another build of the client (e.g. one with ASan).
 # --perf: perf record (self time, 499 Hz) of the engine, gateway, redis-server and broker
@@ -67,6 +79,9 @@ WARMUP_S=3
 SMOKE=no
 PY=/usr/bin/python3
 WS_AGENTS_BIN=
+SOURCE=gw
+SIM_CUSTOMERS=100000
+SIM_CONTACTS_PER_HOUR=4000
 CMDLINE=$(echo "tests/bench/gateway_bench.sh $*" | sed "s/ *$//")
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set -e/ { exit }' "$0"; }
@@ -88,6 +103,9 @@ while [ $# -gt 0 ]; do
              WARMUP_S=2 ;;
     --drain-s) DRAIN_S=$2; shift ;;
     --ws-agents) WS_AGENTS_BIN=$2; shift ;;
+    --source) SOURCE=$2; shift ;;
+    --sim-customers) SIM_CUSTOMERS=$2; shift ;;
+    --sim-contacts-per-hour) SIM_CONTACTS_PER_HOUR=$2; shift ;;
     --run-dir) RUN=$2; shift ;;
     --no-build) BUILD_IT=no ;;
     --no-lock) LOCK=no ;;
@@ -99,7 +117,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for n in "$AGENTS" "$SECONDS_PER" "$SEARCH_STEPS" "$SEARCH_SECONDS" "$TARGET_P99_MS" "$SLOTS" \
-    "$FETCH_WAIT_MS" "$DRAIN_S"; do
+    "$FETCH_WAIT_MS" "$DRAIN_S" "$SIM_CUSTOMERS" "$SIM_CONTACTS_PER_HOUR"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "gateway_bench.sh: not a number: $n" >&2; exit 2; }
 done
 [[ $RATES =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "gateway_bench.sh: --rates: N,N,..." >&2; exit 2; }
@@ -107,6 +125,14 @@ done
     { echo "gateway_bench.sh: --contact-share: 0..1" >&2; exit 2; }
 if [ "$AGENTS" -lt 1 ] || [ "$AGENTS" -gt 10000 ]; then
     echo "gateway_bench.sh: --agents 1..10000" >&2
+    exit 2
+fi
+case $SOURCE in
+gw | sim) ;;
+*) echo "gateway_bench.sh: --source gw|sim" >&2; exit 2 ;;
+esac
+if [ "$SOURCE" = sim ] && [ "$AGENTS" -gt 9999 ]; then
+    echo "gateway_bench.sh: --source sim: --agents 1..9999 (integral-sim's sim.agents)" >&2
     exit 2
 fi
 IFS=, read -r -a RATE_LIST <<<"$RATES"
@@ -233,7 +259,7 @@ if [ "$BUILD_IT" = yes ]; then
                 >'$RUN/build.log' 2>&1 || exit 1
         fi
         cmake --build '$BUILD' -j 2 --target integral-engine integral-gateway integral-devbroker \
-            ws_agents gw_produce >>'$RUN/build.log' 2>&1" || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
+            integral-sim ws_agents gw_produce >>'$RUN/build.log' 2>&1" || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
 fi
 grep -qE 'CMAKE_BUILD_TYPE:STRING=(Release|RelWithDebInfo)$' "$BUILD/CMakeCache.txt" ||
     die "$BUILD is not a Release or RelWithDebInfo build"
@@ -244,7 +270,13 @@ GATEWAY_BIN=$BUILD/bin/integral-gateway
 BROKER_BIN=$BUILD/bin/integral-devbroker
 WS_AGENTS=${WS_AGENTS_BIN:-$BUILD/tests/ws_agents}
 PRODUCE=$BUILD/tests/gw_produce
-for b in "$ENGINE_BIN" "$GATEWAY_BIN" "$BROKER_BIN" "$WS_AGENTS" "$PRODUCE"; do
+SIM_BIN=$BUILD/bin/integral-sim
+NEED_BINS=("$ENGINE_BIN" "$GATEWAY_BIN" "$BROKER_BIN" "$WS_AGENTS" "$PRODUCE")
+if [ "$SOURCE" = sim ]; then
+    NEED_BINS+=("$SIM_BIN")
+    command -v kcat >/dev/null || die "--source sim needs kcat (the alerts are read back with it)"
+fi
+for b in "${NEED_BINS[@]}"; do
     [ -x "$b" ] || die "missing $b (build it, or drop --no-build)"
 done
 
@@ -267,6 +299,7 @@ MAX_RATE=0
 for r in "${RATE_LIST[@]}"; do if [ "$r" -gt "$MAX_RATE" ]; then MAX_RATE=$r; fi; done
 BACKGROUND=20000
 CACHE_MAX=$((MAX_RATE * SECONDS_PER * 2 / 10 + SLOTS + BACKGROUND + AGENTS + 10000))
+[ "$SOURCE" != sim ] || CACHE_MAX=$((SIM_CUSTOMERS + 10 + 2 * AGENTS + 10000))
 [ $CACHE_MAX -ge 200000 ] || CACHE_MAX=200000
 
 JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 64)
@@ -287,6 +320,9 @@ background_customers=$BACKGROUND
 fetch_wait_ms=$FETCH_WAIT_MS
 aof=$AOF
 smoke=$SMOKE
+source=$SOURCE
+sim_customers=$SIM_CUSTOMERS
+sim_contacts_per_hour=$SIM_CONTACTS_PER_HOUR
 build_dir=$BUILD
 build_type=$BUILD_TYPE
 cache_max_documents=$CACHE_MAX
@@ -392,8 +428,10 @@ connect_agents() {
     sleep 2
     memory_snapshot "$tag.before_connect"
     STATUS=$RUN/$tag.agents.status
+    local ids=()
+    [ "$SOURCE" != sim ] || ids=(--sim-ids)
     INTEGRAL_GATEWAY_JWT_SECRET="$JWT_SECRET" setsid "$WS_AGENTS" --port "$GATEWAY_PORT" \
-        --agents "$AGENTS" --status "$STATUS" --out "$RUN/$tag.agents.json" \
+        --agents "$AGENTS" "${ids[@]}" --status "$STATUS" --out "$RUN/$tag.agents.json" \
         --raw "$RUN/$tag.agents.raw" </dev/null >"$RUN/$tag.agents.out" 2>"$RUN/$tag.agents.log" 9>&- &
     AGENTS_PID=$!
     echo "agents_pid=$AGENTS_PID" >>"$RUN/$tag.stack.env"
@@ -493,15 +531,146 @@ produce_and_wait() {
     log "$tag: phase $phase: $(status_value "phase_${phase}_alerts") of $expected alerts; achieved $(sed -n 's/^rate_achieved=//p' "$RUN/p$phase.produce") events/s; waited ${waited} s after the producer's flush"
 }
 
+# engine_consumed FILE: events the engine has taken off the interactions topic (parsed, dead-
+# lettered or duplicates), from a /metrics snapshot.
+engine_consumed() {
+    awk '/^integral_engine_(events|deadlettered|duplicates)_total/ { n += $NF } END { printf "%d\n", n }' \
+        "$1" 2>/dev/null || echo 0
+}
+
+# sim_and_wait TAG PHASE RATE SECONDS KIND: integral-sim produces RATE x SECONDS events (seed =
+# PHASE); once the engine has consumed them, the alerts and assignments topics are read back
+# and the run waits until every alert of the phase with an agent_id has reached a socket.
+sim_and_wait() {
+    local tag=$1 phase=$2 rate=$3 seconds=$4 kind=$5 count expected got prev=-1 t0 t1 now
+    local last_progress consumed0 consumed=0 sim_rc t_wait a h
+    count=$((rate * seconds))
+    log "$tag: phase $phase ($kind, integral-sim): $rate events/s for $seconds s ($count events)"
+    metrics_snapshot "p$phase.before"
+    consumed0=$(engine_consumed "$RUN/metrics.engine.p$phase.before")
+    [ "$kind" = warmup ] || perf_start "p$phase"
+    cpu_snapshot "p$phase.start"
+    t0=$(date +%s%6N)
+    set +e
+    (cd "$ROOT" && exec env \
+        INTEGRAL_KAFKA_BROKERS="$BROKERS" \
+        INTEGRAL_HTTP_PORT="$(free_port)" \
+        INTEGRAL_SIM_TOPIC=interactions \
+        INTEGRAL_SIM_AGENTS="$AGENTS" \
+        INTEGRAL_SIM_CUSTOMERS="$SIM_CUSTOMERS" \
+        INTEGRAL_SIM_HISTORY_DAYS=0 \
+        INTEGRAL_SIM_CONTACTS_PER_HOUR="$SIM_CONTACTS_PER_HOUR" \
+        "$SIM_BIN" --rate "$rate" --count "$count" --seed "$phase" \
+        </dev/null >"$RUN/p$phase.sim.out" 2>"$RUN/p$phase.sim.log" 9>&-) &
+    PRODUCE_PID=$!
+    wait "$PRODUCE_PID"
+    sim_rc=$?
+    set -e
+    PRODUCE_PID=''
+    t1=$(date +%s%6N)
+    [ $sim_rc -eq 0 ] || die "integral-sim failed ($sim_rc): $(tail -3 "$RUN/p$phase.sim.log")"
+    # The engine consumes the phase's events.
+    t_wait=$(date +%s)
+    last_progress=$t_wait
+    while :; do
+        curl -fsS -m 10 "http://127.0.0.1:$ENGINE_HTTP/metrics" >"$RUN/p$phase.engine.poll" 2>/dev/null || true
+        consumed=$(( $(engine_consumed "$RUN/p$phase.engine.poll") - consumed0 ))
+        [ "$consumed" -ge "$count" ] && break
+        now=$(date +%s)
+        [ "$consumed" != "$prev" ] && { prev=$consumed; last_progress=$now; }
+        if [ $((now - last_progress)) -ge $STALL_S ] || [ $((now - t_wait)) -ge "$DRAIN_S" ]; then
+            log "$tag: phase $phase: the engine consumed only $consumed of $count events"
+            FAILED_PHASE=$phase
+            break
+        fi
+        kill -0 "$ENGINE_PID" 2>/dev/null || die "the engine died: $(tail -3 "$RUN/$tag.engine.log")"
+        sleep 0.2
+    done
+    sleep 1 # the engine's last alerts reach the broker
+    timeout 300 kcat -C -q -b "$BROKERS" -t alerts -o beginning -e -f '%s\n' \
+        >"$RUN/p$phase.alerts.jsonl" 2>"$RUN/p$phase.kcat.log" ||
+        die "kcat (alerts) failed: $(tail -3 "$RUN/p$phase.kcat.log")"
+    timeout 300 kcat -C -q -b "$BROKERS" -t assignments -o beginning -e -f '%s\n' \
+        >"$RUN/p$phase.assignments.jsonl" 2>>"$RUN/p$phase.kcat.log" ||
+        die "kcat (assignments) failed: $(tail -3 "$RUN/p$phase.kcat.log")"
+    # The expected alerts: the phase's alerts with an agent_id (distinct alert ids).
+    "$PY" - "$RUN" "$phase" "$rate" "$count" "$t0" "$t1" "$consumed" <<'PYEOF'
+import json, os, sys
+run, phase, rate, count, t0, t1, consumed = sys.argv[1:]
+prefix = "sim-%s-" % phase
+direct, held, on_kafka = {}, set(), 0
+for line in open(os.path.join(run, "p%s.alerts.jsonl" % phase)):
+    try:
+        a = json.loads(line)
+    except ValueError:
+        continue
+    if not str(a.get("event_id", "")).startswith(prefix):
+        continue
+    on_kafka += 1
+    if a.get("agent_id"):
+        direct[a["id"]] = a["agent_id"]
+    else:
+        held.add(a["id"])
+with open(os.path.join(run, "p%s.expect" % phase), "w") as f:
+    for i, agent in sorted(direct.items()):
+        f.write("%s %s\n" % (i, agent))
+elapsed = (int(t1) - int(t0)) / 1e6
+with open(os.path.join(run, "p%s.produce" % phase), "w") as f:
+    f.write("source=sim\nproduced=%s\ndelivered=%s\nfailed=0\nrate_target=%s\n"
+            "rate_achieved=%.1f\nelapsed_s=%.3f\nfirst_produce_us=%s\nlast_produce_us=%s\n"
+            "engine_consumed=%s\nalerts_on_kafka=%d\nalerts_expected=%d\nalerts_held=%d\n"
+            % (count, count, rate, int(count) / elapsed if elapsed > 0 else 0, elapsed, t0, t1,
+               consumed, on_kafka, len(direct), len(held)))
+PYEOF
+    expected=$(sed -n 's/^alerts_expected=//p' "$RUN/p$phase.produce")
+    t_wait=$(date +%s)
+    last_progress=$t_wait
+    prev=-1
+    while :; do
+        a=$(status_value "phase_${phase}_alerts")
+        h=$(status_value "phase_${phase}_held")
+        got=$(( ${a:-0} - ${h:-0} ))
+        [ "$got" -ge "$expected" ] && break
+        now=$(date +%s)
+        [ "$got" != "$prev" ] && { prev=$got; last_progress=$now; }
+        if [ $((now - last_progress)) -ge $STALL_S ] || [ $((now - t_wait)) -ge "$DRAIN_S" ]; then
+            log "$tag: phase $phase: only $got of $expected alerts after $((now - t_wait)) s"
+            FAILED_PHASE=$phase
+            break
+        fi
+        kill -0 "$AGENTS_PID" 2>/dev/null || die "ws_agents exited: $(tail -3 "$RUN/$tag.agents.log")"
+        kill -0 "$GATEWAY_PID" 2>/dev/null || die "the gateway died: $(tail -3 "$RUN/$tag.gateway.log")"
+        sleep 0.1
+    done
+    sleep 1 # stragglers: a duplicate or an unexpected alert would show now
+    cpu_snapshot "p$phase.end"
+    perf_stop
+    metrics_snapshot "p$phase.after"
+    memory_snapshot "p$phase.after"
+    echo "$phase $rate $seconds $kind $tag" >>"$PHASES_FILE"
+    a=$(status_value "phase_${phase}_alerts")
+    h=$(status_value "phase_${phase}_held")
+    log "$tag: phase $phase: ${a:-0} alerts received (${h:-0} of them held ones) for $expected with an agent_id on Kafka ($(sed -n 's/^alerts_held=//p' "$RUN/p$phase.produce") without); achieved $(sed -n 's/^rate_achieved=//p' "$RUN/p$phase.produce") events/s"
+}
+
 # run_phase PHASE RATE SECONDS KIND: a fresh stack, the agents, a warm-up (phase 50+PHASE, not
 # reported), the phase, the stack stopped.
 run_phase() {
     local phase=$1 rate=$2 seconds=$3 kind=$4 tag=s$1
     start_stack "$tag"
     connect_agents "$tag"
-    produce_and_wait "$tag" $((50 + phase)) $(( rate < 500 ? rate : 500 )) "$WARMUP_S" warmup
+    local run_it=produce_and_wait warm_rate=$(( rate < 500 ? rate : 500 )) warm_s=$WARMUP_S
+    if [ "$SOURCE" = sim ]; then
+        # The simulator's first alerts come seconds into a run, a few per second: a longer
+        # warm-up, so that the alerts and assignments partitions have carried some before the
+        # phase (the first alerts through a cold path took 0.3-0.6 s in a first run).
+        run_it=sim_and_wait
+        warm_rate=$(( rate < 1000 ? rate : 1000 ))
+        warm_s=$(( WARMUP_S * 10 / 3 ))
+    fi
+    $run_it "$tag" $((50 + phase)) "$warm_rate" "$warm_s" warmup
     sleep 1
-    [ -n "$FAILED_PHASE" ] || produce_and_wait "$tag" "$phase" "$rate" "$seconds" "$kind"
+    [ -n "$FAILED_PHASE" ] || $run_it "$tag" "$phase" "$rate" "$seconds" "$kind"
     kill -USR1 "$AGENTS_PID" 2>/dev/null || true
     sleep 0.5
     stop_stack "$tag"
@@ -520,7 +689,7 @@ try:
         prod[k] = v
     ph = [p for p in s["phases"] if p["phase"] == phase][0]
     p99 = ph["latency_ms"]["p99"]
-    complete = ph["alerts"] == int(prod["alerts_expected"])
+    complete = ph["alerts"] - ph.get("held_alerts", 0) == int(prod["alerts_expected"])
     on_time = float(prod["rate_achieved"]) >= 0.97 * float(prod["rate_target"])
     print("pass" if complete and on_time and p99 < target else "fail", p99)
 except Exception:

@@ -5,10 +5,17 @@ phase, ws_agents' summary and raw alert lines, CPU, memory and /metrics snapshot
 statuses), checks that every expected alert reached its own agent exactly once and nothing
 else arrived, writes summary.json and summary.md there and prints the Markdown.
 
+With --source sim (params.env source=sim) the expected alerts are the phase's alerts on the
+alerts topic with an agent_id (read back with kcat: p<N>.expect is "alert_id agent"), each of
+which must reach that agent exactly once; alerts without agent_id (held for the customer's next
+contact) count when they arrive, at most once per agent and only at an agent the customer was
+assigned to (p<N>.assignments.jsonl).
+
 Exit 1 when a correctness check failed (an alert missing, duplicated, unexpected or at the
 wrong agent, a connection lost or never made, a producer delivery failure, a service's exit
 status), 0 otherwise. Latency targets are reported, not failed.
 """
+import datetime
 import json
 import math
 import os
@@ -119,6 +126,150 @@ def median(values):
     return v[len(v) // 2] if v else None
 
 
+def event_mix(after, before):
+    """Events the engine parsed during the phase, by type."""
+    out = {}
+    for (n, labels), v in after.items():
+        if n == "integral_engine_events_total":
+            m = re.search(r'type="([^"]*)"', labels)
+            d = v - before.get((n, labels), 0.0)
+            if m and d > 0:
+                out[m.group(1)] = int(d)
+    return out
+
+
+def latency_stats(values_us):
+    """ws_agents' series summary (nearest rank, ms) of latencies in microseconds."""
+    v = sorted(values_us)
+    if not v:
+        return {"n": 0}
+    r = lambda q: v[min(len(v), max(1, int(math.ceil(q * len(v) - 1e-9)))) - 1] / 1000.0
+    return {"n": len(v), "mean": sum(v) / len(v) / 1000.0, "min": v[0] / 1000.0,
+            "p50": r(0.5), "p90": r(0.9), "p99": r(0.99), "p999": r(0.999),
+            "max": v[-1] / 1000.0}
+
+
+def rfc3339_ms(text):
+    try:
+        t = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return t.timestamp() * 1000.0
+    except ValueError:
+        return None
+
+
+def sim_join(run, phases, stacks):
+    """--source sim: the phase's alerts on Kafka against what the sockets got."""
+    expected = {}      # alert id -> agent (alerts with agent_id)
+    phase_of = {}      # alert id -> phase, every alert of a phase on Kafka
+    customer_of = {}   # alert id -> customer
+    held_on_kafka = 0
+    times_of = {}      # alert id -> (event time, built time), ms
+    segments = {}      # phase -> {"to_engine"|"to_log"|"to_socket"|"held": [us]}
+    assigned = {}      # customer -> agents it was assigned to
+    for ph in phases:
+        n = ph["phase"]
+        with open(os.path.join(run, "p%d.expect" % n)) as f:
+            for line in f:
+                aid, agent = line.split()
+                expected[aid] = agent
+        prefix = "sim-%d-" % n
+        path = os.path.join(run, "p%d.alerts.jsonl" % n)
+        for line in open(path) if os.path.exists(path) else []:
+            try:
+                a = json.loads(line)
+            except ValueError:
+                continue
+            if str(a.get("event_id", "")).startswith(prefix):
+                if a["id"] not in phase_of and not a.get("agent_id"):
+                    held_on_kafka += 1
+                phase_of[a["id"]] = n
+                customer_of[a["id"]] = a.get("customer_id")
+                times_of[a["id"]] = (rfc3339_ms(a.get("event_time")), rfc3339_ms(a.get("time")))
+        path = os.path.join(run, "p%d.assignments.jsonl" % n)
+        for line in open(path) if os.path.exists(path) else []:
+            try:
+                a = json.loads(line)
+            except ValueError:
+                continue
+            if a.get("customer_id") and a.get("agent_id"):
+                assigned.setdefault((ph["stack"], a["customer_id"]), set()).add(a["agent_id"])
+    received, held_seen = {}, set()
+    dup = wrong = unexpected = held_received = held_dup = held_misplaced = 0
+    examples = {"missing": [], "duplicate": [], "wrong_agent": [], "unexpected": [],
+                "held_misplaced": []}
+    arrivals = {}
+    stack_phases = {}
+    for ph in phases:
+        stack_phases.setdefault(ph["stack"], set()).add(ph["phase"])
+
+    def example(kind, line):
+        if len(examples[kind]) < 5:
+            examples[kind].append(line.strip())
+
+    for st in stacks:
+        raw = os.path.join(run, st + ".agents.raw")
+        if not os.path.exists(raw):
+            continue
+        with open(raw) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 7:
+                    continue
+                agent, eid, aid, alert_agent = parts[0], parts[1], parts[2], parts[6]
+                m = re.match(r"sim-([0-9]+)-", eid)
+                if m and int(parts[5]) >= 0 and alert_agent != "-":
+                    # Held alerts waited for the customer's contact: not in the latency.
+                    arrivals.setdefault(int(m.group(1)), []).append(int(parts[5]))
+                if aid not in phase_of or phase_of[aid] not in stack_phases[st]:
+                    unexpected += 1
+                    example("unexpected", line)
+                    continue
+                ev_ms, built_ms = times_of.get(aid, (None, None))
+                seg = segments.setdefault(phase_of[aid], {})
+                if alert_agent == "-" and ev_ms is not None:
+                    seg.setdefault("held", []).append(int(parts[4]) - ev_ms * 1000)
+                elif ev_ms is not None and built_ms is not None:
+                    seq_ms = int(parts[3].split("-")[0]) if parts[3] != "-" else None
+                    seg.setdefault("to_engine", []).append((built_ms - ev_ms) * 1000)
+                    if seq_ms is not None:
+                        seg.setdefault("to_log", []).append((seq_ms - built_ms) * 1000)
+                        seg.setdefault("to_socket", []).append(int(parts[4]) - seq_ms * 1000)
+                if alert_agent == "-":  # held, handed over with a screen pop
+                    held_received += 1
+                    if (aid, agent) in held_seen:
+                        held_dup += 1
+                        example("duplicate", line)
+                        continue
+                    held_seen.add((aid, agent))
+                    if agent not in assigned.get((st, customer_of.get(aid)), ()):
+                        held_misplaced += 1
+                        example("held_misplaced", line)
+                    continue
+                if aid in received:
+                    dup += 1
+                    example("duplicate", line)
+                    continue
+                received[aid] = agent
+                if aid not in expected:
+                    unexpected += 1
+                    example("unexpected", line)
+                elif expected[aid] != agent:
+                    wrong += 1
+                    example("wrong_agent", line)
+    missing_by_phase = {}
+    for aid, agent in expected.items():
+        if aid not in received:
+            p = phase_of.get(aid, 0)
+            missing_by_phase[p] = missing_by_phase.get(p, 0) + 1
+            example("missing", "%s %s" % (aid, agent))
+    return {"expected": expected, "received": received, "dup": dup, "wrong": wrong,
+            "unexpected": unexpected, "examples": examples, "arrivals": arrivals,
+            "missing_by_phase": missing_by_phase, "held_received": held_received,
+            "segments": segments,
+            "held_distinct": len({a for a, _ in held_seen}), "held_dup": held_dup,
+            "held_misplaced": held_misplaced, "held_on_kafka": held_on_kafka}
+
+
 def main():
     run = sys.argv[1]
     params = kv(os.path.join(run, "params.env"))
@@ -146,9 +297,12 @@ def main():
                         "kb_per_1000": (after - before) * 1000.0 / n_agents
                         if before and after and n_agents else None}
 
+    sim = params.get("source") == "sim"
+    if sim:
+        join = sim_join(run, phases, stacks)
     # The join: expected (event_id -> agent) against what the sockets got, all stacks.
     expected = {}
-    for ph in phases:
+    for ph in ([] if sim else phases):
         with open(os.path.join(run, "p%d.expect" % ph["phase"])) as f:
             for line in f:
                 eid, agent = line.split()
@@ -157,7 +311,7 @@ def main():
     dup, wrong, unexpected = 0, 0, 0
     examples = {"missing": [], "duplicate": [], "wrong_agent": [], "unexpected": []}
     arrivals = {}  # phase -> latencies (us) in arrival order
-    for st in stacks:
+    for st in ([] if sim else stacks):
         raw = os.path.join(run, st + ".agents.raw")
         if not os.path.exists(raw):
             continue
@@ -192,6 +346,12 @@ def main():
             if len(examples["missing"]) < 5:
                 examples["missing"].append("%s %s" % (eid, agent))
     missing = sum(missing_by_phase.values())
+    if sim:
+        expected, received, dup, wrong, unexpected = join["expected"], join["received"], \
+            join["dup"], join["wrong"], join["unexpected"]
+        examples, arrivals, missing_by_phase = join["examples"], join["arrivals"], \
+            join["missing_by_phase"]
+        missing = sum(missing_by_phase.values())
 
     rows = []
     for ph in phases:
@@ -208,6 +368,10 @@ def main():
         events = prod.get("produced", 0)
         lat = a.get("latency_ms", {})
         seq = arrivals.get(n, [])
+        seg = {}
+        if sim:  # the alerts with an agent_id only, segments from the alerts read back
+            lat = latency_stats(seq)
+            seg = {k: latency_stats(v) for k, v in join["segments"].get(n, {}).items()}
         quarter = max(1, len(seq) // 4)
         med = lambda v: sorted(v)[len(v) // 2] / 1000.0 if v else None
         row = {
@@ -217,15 +381,23 @@ def main():
             "producer_flush_s": (prod["flushed_us"] - prod["last_produce_us"]) / 1e6
             if "flushed_us" in prod else None,
             "events": events, "alerts_expected": prod.get("alerts_expected"),
-            "alerts_received": a.get("alerts", 0),
+            "alerts_received": a.get("alerts", 0) - (a.get("held_alerts", 0) if sim else 0),
+            "held_alerts_received": a.get("held_alerts", 0),
+            "held_alerts_on_kafka": prod.get("alerts_held"),
+            "alerts_on_kafka": prod.get("alerts_on_kafka"),
+            "event_mix": event_mix(ea, eb),
             "alerts_missing": missing_by_phase.get(n, 0),
             "screen_pops_expected": prod.get("screen_pops_expected"),
             "screen_pops_received": a.get("screen_pops", 0),
             "latency_ms": lat,
             "latency_event_time_ms": a.get("latency_event_time_ms", {}),
-            "produced_to_alert_built_ms": a.get("produced_to_alert_built_ms", {}),
-            "alert_built_to_stored_ms": a.get("alert_built_to_stored_ms", {}),
-            "stored_to_received_ms": a.get("stored_to_received_ms", {}),
+            "produced_to_alert_built_ms": seg.get("to_engine") if sim else
+            a.get("produced_to_alert_built_ms", {}),
+            "alert_built_to_stored_ms": seg.get("to_log") if sim else
+            a.get("alert_built_to_stored_ms", {}),
+            "stored_to_received_ms": seg.get("to_socket") if sim else
+            a.get("stored_to_received_ms", {}),
+            "held_alert_ms": seg.get("held", {"n": 0}) if sim else None,
             "screen_pop_ms": a.get("screen_pop_ms", {}),
             "latency_trend": {"first_quarter_p50_ms": med(seq[:quarter]),
                               "last_quarter_p50_ms": med(seq[-quarter:])},
@@ -291,6 +463,8 @@ def main():
         "no_alert_duplicated": dup == 0 and all(a.get("seq_regressions", 1) == 0 for a in all_agents),
         "no_alert_unexpected": unexpected == 0,
         "no_alert_at_wrong_agent": wrong == 0 and all(a.get("wrong_agent", 1) == 0 for a in all_agents),
+        "no_held_alert_twice_or_misplaced": not sim or (join["held_dup"] == 0 and
+                                                        join["held_misplaced"] == 0),
         "received_equals_expected": all(r["alerts_received"] == r["alerts_expected"] for r in rows),
         "producer_delivered_everything": all(
             kv(os.path.join(run, "p%d.produce" % r["phase"])).get("failed", 1) == 0 for r in rows),
@@ -303,7 +477,10 @@ def main():
         "params": params, "exits": exits, "checks": checks, "ok": all(checks.values()),
         "alerts": {"expected": len(expected), "received_distinct": len(received),
                    "missing": missing, "duplicates": dup, "unexpected": unexpected,
-                   "wrong_agent": wrong, "examples": examples},
+                   "wrong_agent": wrong, "examples": examples,
+                   "held": ({k: join[k] for k in ("held_received", "held_distinct", "held_dup",
+                                                  "held_misplaced", "held_on_kafka")}
+                            if sim else None)},
         "connections": {st: {k: a.get(k) for k in (
             "agents", "connected", "authenticated", "failed", "dropped", "connect_s",
             "agents_with_alerts", "alerts_per_agent_min", "alerts_per_agent_max",
@@ -332,11 +509,19 @@ def main():
                   p.get("mem_total_kb", 0) / 1048576.0, p.get("load_before"), after,
                   p.get("git_rev"), p.get("build_type"), p.get("git_dirty_files") or "none"))
     md.append("")
-    md.append("%d agents connected, each with its own JWT; every phase on a fresh stack; contact "
-              "share %s (%s stories at once); Redis AOF %s; `kafka.fetch_wait_max_ms` %s for "
-              "the engine and the gateway." % (
-                  n_agents, p.get("contact_share"), p.get("slots"), p.get("aof"),
-                  p.get("fetch_wait_ms")))
+    if sim:
+        md.append("%d agents connected (A001 …, integral-sim's), each with its own JWT; every "
+                  "phase on a fresh stack; events from `integral-sim --rate R --count R×s "
+                  "--seed PHASE` (%s customers, no history, %s contacts/h at the peak); Redis "
+                  "AOF %s; `kafka.fetch_wait_max_ms` %s for the engine and the gateway." % (
+                      n_agents, fmt(p.get("sim_customers")), fmt(p.get("sim_contacts_per_hour")),
+                      p.get("aof"), p.get("fetch_wait_ms")))
+    else:
+        md.append("%d agents connected, each with its own JWT; every phase on a fresh stack; "
+                  "contact share %s (%s stories at once); Redis AOF %s; "
+                  "`kafka.fetch_wait_max_ms` %s for the engine and the gateway." % (
+                      n_agents, p.get("contact_share"), p.get("slots"), p.get("aof"),
+                      p.get("fetch_wait_ms")))
     md.append("")
     md.append("| events/s (achieved) | s | events | alerts expected / received | "
               "p50 | p99 | p99.9 | max (ms) | p50, first → last ¼ of the alerts (ms) | "
@@ -360,9 +545,11 @@ def main():
                       fmt(mib(m["redis"]), 0), fmt(mib(m["broker"]), 0),
                       "yes" if r["meets_target"] else "**no**"))
     md.append("")
-    md.append("Where the time goes, p50 / p99 in ms. Per alert, from its own timestamps (event id "
-              "= production µs, `alert.time` = built by the engine, `seq` = Redis `XADD` "
-              "in the gateway, all on one clock), and the engine's histograms:")
+    md.append("Where the time goes, p50 / p99 in ms. Per alert, from its own timestamps (%s, "
+              "`alert.time` = built by the engine, `seq` = Redis `XADD` in the gateway, all on "
+              "one clock), and the engine's histograms:" % (
+                  "`alert.event_time` = the simulator's production time (ms), alerts with an "
+                  "agent_id only" if sim else "event id = production µs"))
     md.append("")
     md.append("| events/s | engine histogram: event → consumed | produced → engine built "
               "the alert | built → in the agent's log | log → on the socket | screen pop "
@@ -393,6 +580,33 @@ def main():
     md.append("| alerts expected / received (distinct) / missing / duplicated / unexpected / "
               "wrong agent, all phases and warm-ups | %s / %s / %d / %d / %d / %d |" % (
                   fmt(len(expected)), fmt(len(received)), missing, dup, unexpected, wrong))
+    if sim:
+        md.append("| held alerts (no agent_id on Kafka) received with a screen pop: received / "
+                  "distinct / twice at one agent / at an agent never assigned the customer; "
+                  "held on Kafka | %s / %s / %d / %d; %s |" % (
+                      fmt(join["held_received"]), fmt(join["held_distinct"]), join["held_dup"],
+                      join["held_misplaced"], fmt(join["held_on_kafka"])))
+        md.append("")
+        md.append("Event mix (engine `integral_engine_events_total` by type, measured phases); "
+                  "alerts on Kafka with / without agent_id; agents that got an alert:")
+        md.append("")
+        md.append("| events/s | contact.* | sentiment.sampled | agent.state | customer.profile "
+                  "| other | alerts with agent_id / held | held delivered | agents with alerts |")
+        md.append("|---|---|---|---|---|---|---|---|---|")
+        for r in measured:
+            mix = r["event_mix"]
+            tot = sum(mix.values()) or 1
+            share = lambda v: "%.0f %%" % (100.0 * v / tot)
+            contact = sum(v for k, v in mix.items() if k.startswith("contact."))
+            named = contact + mix.get("sentiment.sampled", 0) + mix.get("agent.state", 0) + \
+                mix.get("customer.profile", 0)
+            md.append("| %s | %s | %s | %s | %s | %s | %s / %s | %s | %s |" % (
+                fmt(r["rate_target"]), share(contact), share(mix.get("sentiment.sampled", 0)),
+                share(mix.get("agent.state", 0)), share(mix.get("customer.profile", 0)),
+                share(tot - named), fmt(r["alerts_expected"]), fmt(r["held_alerts_on_kafka"]),
+                fmt(r["held_alerts_received"]),
+                fmt(agents[r["stack"]].get("agents_with_alerts"))))
+        md.append("")
     md.append("| checks | %s |" % ("all passed" if summary["ok"] else "FAILED: " + ", ".join(
         k for k, v in checks.items() if not v)))
     text = "\n".join(md) + "\n"

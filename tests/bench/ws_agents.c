@@ -4,7 +4,8 @@
  * up at once), each with a hand-written handshake (GET /ws, a random Sec-WebSocket-Key, the
  * 101 and its Sec-WebSocket-Accept checked with OpenSSL's SHA-1) and wslay 1.1.1 in client mode
  * for the framing (masks from a genmask callback). Each connection then authenticates as its
- * own agent, <prefix><%04u index> (A0000, A0001, ...), with an HS256 JWT minted here (OpenSSL
+ * own agent, <prefix><%04u index> (A0000, A0001, ...; with --sim-ids the ids integral-sim gives
+ * its agents, <prefix><%03u index+1>: A001 ... A999, A1000, ...), with an HS256 JWT minted here (OpenSSL
  * HMAC, base64url; header {"alg":"HS256","typ":"JWT"}, payload {"sub","role":"agent","exp"}),
  * the secret read from the environment variable --secret-env (INTEGRAL_GATEWAY_JWT_SECRET).
  *
@@ -15,20 +16,23 @@
  *     (1 ms resolution); latency_event_time = received - event_time is recorded as well;
  *   - three segments: produced -> the engine built the alert (alert.time), built -> stored in
  *     the agent's log (the seq's millisecond part: Redis's clock at XADD), stored -> received;
- *   - whether alert.agent_id is the connection's own agent (else: wrong_agent), and whether seq
- *     increases on the connection (else: seq_regressions).
- * Statistics are kept per phase (the <phase> of the event id; 0 for other ids). Screen pops are
- * counted, with their latency from the contact's event id (or its time).
+ *   - whether alert.agent_id is the connection's own agent (else: wrong_agent; an alert without
+ *     agent_id is a held one, handed over with a screen pop: counted as held, not wrong), and
+ *     whether seq increases on the connection (else: seq_regressions).
+ * Statistics are kept per phase (the <phase> of gw_produce's event id, or the <seed> of
+ * integral-sim's sim-<seed>-<n> when below 100; 0 for other ids). Screen pops are counted, with
+ * their latency from the contact's event id (or its time).
  *
  * Output:
  *   --status FILE  rewritten (atomically) every 250 ms: key=value lines (connected,
  *                  authenticated, alerts, per-phase counts and last arrival) for scripts;
  *   --out FILE     the JSON summary, written on SIGUSR1 and at exit (SIGINT/SIGTERM: the
  *                  connections are closed with 1000 first, for at most 2 s);
- *   --raw FILE     one line per alert: agent event_id alert_id seq received_us latency_us.
+ *   --raw FILE     one line per alert: agent event_id alert_id seq received_us latency_us
+ *                  alert_agent_id (- when null: a held alert).
  * Exit status: 0, 1 on a setup error, 2 on bad usage.
  *
- *   ws_agents --port P [--host 127.0.0.1] [--agents 2000] [--agent-prefix A]
+ *   ws_agents --port P [--host 127.0.0.1] [--agents 2000] [--agent-prefix A] [--sim-ids]
  *             [--concurrency 64] [--ttl-s 14400] [--secret-env INTEGRAL_GATEWAY_JWT_SECRET]
  *             [--subprotocol integral.v1] [--status FILE] [--out FILE] [--raw FILE]
  */
@@ -72,8 +76,9 @@ static struct {
     int port;
     unsigned agents, concurrency;
     long ttl_s;
+    bool sim_ids;
 } opt = {"127.0.0.1", "A", "INTEGRAL_GATEWAY_JWT_SECRET", "integral.v1", NULL, NULL, NULL, 0,
-         2000, 64, 14400};
+         2000, 64, 14400, false};
 
 enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_AUTHING, ST_OPEN, ST_CLOSED };
 
@@ -106,15 +111,15 @@ typedef struct {
     size_t n, cap;
 } series_t;
 
-enum { S_E2E, S_E2E_EVTIME, S_TO_ENGINE, S_TO_LOG, S_TO_SOCKET, S_POP, S_COUNT };
+enum { S_E2E, S_E2E_EVTIME, S_TO_ENGINE, S_TO_LOG, S_TO_SOCKET, S_POP, S_HELD, S_COUNT };
 static const char *const series_names[S_COUNT] = {
     "latency_ms", "latency_event_time_ms", "produced_to_alert_built_ms",
-    "alert_built_to_stored_ms", "stored_to_received_ms", "screen_pop_ms",
+    "alert_built_to_stored_ms", "stored_to_received_ms", "screen_pop_ms", "held_alert_ms",
 };
 
 typedef struct {
     bool used;
-    uint64_t alerts, pops, exact;
+    uint64_t alerts, pops, exact, held;
     int64_t first_us, last_us;
     series_t s[S_COUNT];
 } phase_t;
@@ -128,7 +133,7 @@ static struct {
     unsigned setting_up;
     unsigned connected, authenticated, open_now, closed_total, failed, dropped;
     unsigned handshake_failed, auth_refused;
-    uint64_t alerts, pops, wrong_agent, seq_regressions, errors, other, bad_messages;
+    uint64_t alerts, pops, wrong_agent, held, seq_regressions, errors, other, bad_messages;
     uint64_t subprotocol_mismatch;
     struct { int code; unsigned count; } close_codes[CLOSE_CODES_MAX];
     phase_t phases[PHASES_MAX];
@@ -335,6 +340,17 @@ static bool parse_event_id(const char *id, unsigned *phase, int64_t *produced_us
     return true;
 }
 
+/* integral-sim's event ids: sim-<seed>-<n>; the benchmark runs a phase with its number as the
+ * seed. The phase, or 0. */
+static unsigned sim_phase(const char *id)
+{
+    unsigned long long seed, n;
+    char extra;
+    if (!id || sscanf(id, "sim-%llu-%llu%c", &seed, &n, &extra) != 2 || seed >= PHASES_MAX)
+        return 0;
+    return (unsigned)seed;
+}
+
 /* A Redis stream id "<ms>-<n>". */
 static bool parse_seq(const char *seq, int64_t *ms, int64_t *n)
 {
@@ -502,10 +518,14 @@ static void on_alert(conn_t *c, const cJSON *msg, int64_t now_us)
     bool exact = parse_event_id(event_id, &phase, &produced_us);
     if (!exact && has_event_time)
         produced_us = event_ms * 1000;
+    if (!exact)
+        phase = sim_phase(event_id);
 
     g.alerts++;
     c->alerts++;
-    if (!agent || strcmp(agent, c->agent) != 0)
+    if (!agent)
+        g.held++; /* held for the customer's next contact, handed over with the screen pop */
+    else if (strcmp(agent, c->agent) != 0)
         g.wrong_agent++;
     if (has_seq) {
         if (seq_ms < c->last_seq_ms || (seq_ms == c->last_seq_ms && seq_n <= c->last_seq_n))
@@ -519,25 +539,33 @@ static void on_alert(conn_t *c, const cJSON *msg, int64_t now_us)
     phase_t *p = &g.phases[phase];
     p->used = true;
     p->alerts++;
+    if (!agent)
+        p->held++;
     if (!p->first_us)
         p->first_us = now_us;
     p->last_us = now_us;
     if (exact)
         p->exact++;
-    if (exact || has_event_time)
-        series_add(&p->s[S_E2E], now_us - produced_us);
-    if (has_event_time)
-        series_add(&p->s[S_E2E_EVTIME], now_us - event_ms * 1000);
-    if (has_built && (exact || has_event_time))
-        series_add(&p->s[S_TO_ENGINE], built_ms * 1000 - produced_us);
-    if (has_built && has_seq)
-        series_add(&p->s[S_TO_LOG], (seq_ms - built_ms) * 1000);
-    if (has_seq)
-        series_add(&p->s[S_TO_SOCKET], now_us - seq_ms * 1000);
+    if (!agent) {
+        /* A held alert waited for the customer's contact: its own series, not the latency. */
+        if (exact || has_event_time)
+            series_add(&p->s[S_HELD], now_us - produced_us);
+    } else {
+        if (exact || has_event_time)
+            series_add(&p->s[S_E2E], now_us - produced_us);
+        if (has_event_time)
+            series_add(&p->s[S_E2E_EVTIME], now_us - event_ms * 1000);
+        if (has_built && (exact || has_event_time))
+            series_add(&p->s[S_TO_ENGINE], built_ms * 1000 - produced_us);
+        if (has_built && has_seq)
+            series_add(&p->s[S_TO_LOG], (seq_ms - built_ms) * 1000);
+        if (has_seq)
+            series_add(&p->s[S_TO_SOCKET], now_us - seq_ms * 1000);
+    }
     if (g.raw)
-        fprintf(g.raw, "%s %s %s %s %" PRId64 " %" PRId64 "\n", c->agent,
+        fprintf(g.raw, "%s %s %s %s %" PRId64 " %" PRId64 " %s\n", c->agent,
                 event_id ? event_id : "-", alert_id ? alert_id : "-", seq ? seq : "-", now_us,
-                (exact || has_event_time) ? now_us - produced_us : -1);
+                (exact || has_event_time) ? now_us - produced_us : -1, agent ? agent : "-");
 }
 
 static void on_screen_pop(conn_t *c, const cJSON *msg, int64_t now_us)
@@ -546,6 +574,7 @@ static void on_screen_pop(conn_t *c, const cJSON *msg, int64_t now_us)
     unsigned phase = 0;
     int64_t produced_us = 0, ms = 0;
     if (!parse_event_id(str_item(contact, "event_id"), &phase, &produced_us)) {
+        phase = sim_phase(str_item(contact, "event_id"));
         if (!parse_time_ms(str_item(contact, "time"), &ms)) {
             produced_us = 0;
         } else {
@@ -906,13 +935,15 @@ static void write_status(void)
     OUT("agents=%u\nconnected=%u\nauthenticated=%u\nopen=%u\nfailed=%u\ndropped=%u\n",
         opt.agents, g.connected, g.authenticated, g.open_now, g.failed, g.dropped);
     OUT("all_authenticated_us=%" PRId64 "\n", g.all_authed_us);
-    OUT("alerts=%" PRIu64 "\npops=%" PRIu64 "\nwrong_agent=%" PRIu64 "\nerrors=%" PRIu64 "\n",
-        g.alerts, g.pops, g.wrong_agent, g.errors);
+    OUT("alerts=%" PRIu64 "\npops=%" PRIu64 "\nwrong_agent=%" PRIu64 "\nheld=%" PRIu64
+        "\nerrors=%" PRIu64 "\n",
+        g.alerts, g.pops, g.wrong_agent, g.held, g.errors);
     for (unsigned p = 0; p < PHASES_MAX; p++)
         if (g.phases[p].used)
-            OUT("phase_%u_alerts=%" PRIu64 "\nphase_%u_pops=%" PRIu64 "\nphase_%u_last_us=%" PRId64
-                "\n",
-                p, g.phases[p].alerts, p, g.phases[p].pops, p, g.phases[p].last_us);
+            OUT("phase_%u_alerts=%" PRIu64 "\nphase_%u_held=%" PRIu64 "\nphase_%u_pops=%" PRIu64
+                "\nphase_%u_last_us=%" PRId64 "\n",
+                p, g.phases[p].alerts, p, g.phases[p].held, p, g.phases[p].pops, p,
+                g.phases[p].last_us);
 #undef OUT
     buf[o] = '\0';
     if (write_atomically(opt.status_path, buf) < 0)
@@ -941,6 +972,7 @@ static void write_summary(void)
     cJSON_AddNumberToObject(o, "alerts_received", (double)g.alerts);
     cJSON_AddNumberToObject(o, "screen_pops", (double)g.pops);
     cJSON_AddNumberToObject(o, "wrong_agent", (double)g.wrong_agent);
+    cJSON_AddNumberToObject(o, "held_alerts", (double)g.held);
     cJSON_AddNumberToObject(o, "seq_regressions", (double)g.seq_regressions);
     cJSON_AddNumberToObject(o, "error_messages", (double)g.errors);
     cJSON_AddNumberToObject(o, "other_messages", (double)g.other);
@@ -973,6 +1005,7 @@ static void write_summary(void)
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "phase", p);
         cJSON_AddNumberToObject(j, "alerts", (double)ph->alerts);
+        cJSON_AddNumberToObject(j, "held_alerts", (double)ph->held);
         cJSON_AddNumberToObject(j, "exact_produce_times", (double)ph->exact);
         cJSON_AddNumberToObject(j, "screen_pops", (double)ph->pops);
         cJSON_AddNumberToObject(j, "first_received_us", (double)ph->first_us);
@@ -1080,6 +1113,8 @@ static void usage(FILE *f)
             "  --host H            gateway address (127.0.0.1)\n"
             "  --agents N          connections, one agent each (2000)\n"
             "  --agent-prefix P    agent ids are P%%04u: A0000, A0001, ... (A)\n"
+            "  --sim-ids           agent ids as integral-sim's: P%%03u from 1: A001 ... A999,\n"
+            "                      A1000, ...\n"
             "  --concurrency N     connections being set up at once (64)\n"
             "  --ttl-s S           token lifetime (14400)\n"
             "  --secret-env NAME   environment variable with the HS256 secret\n"
@@ -1099,6 +1134,7 @@ int main(int argc, char **argv)
         {"secret-env", required_argument, NULL, 'e'},  {"subprotocol", required_argument, NULL, 'S'},
         {"status", required_argument, NULL, 's'},      {"out", required_argument, NULL, 'o'},
         {"raw", required_argument, NULL, 'r'},         {"help", no_argument, NULL, 'h'},
+        {"sim-ids", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -1115,6 +1151,7 @@ int main(int argc, char **argv)
         case 's': opt.status_path = optarg; break;
         case 'o': opt.out_path = optarg; break;
         case 'r': opt.raw_path = optarg; break;
+        case 'I': opt.sim_ids = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1145,7 +1182,10 @@ int main(int argc, char **argv)
         g.conns[i].index = i;
         g.conns[i].state = ST_IDLE;
         g.conns[i].last_seq_ms = -1;
-        snprintf(g.conns[i].agent, sizeof g.conns[i].agent, "%s%04u", opt.prefix, i);
+        if (opt.sim_ids)
+            snprintf(g.conns[i].agent, sizeof g.conns[i].agent, "%s%03u", opt.prefix, i + 1);
+        else
+            snprintf(g.conns[i].agent, sizeof g.conns[i].agent, "%s%04u", opt.prefix, i);
     }
     if (opt.raw_path) {
         if (!(g.raw = fopen(opt.raw_path, "w"))) {
@@ -1183,8 +1223,9 @@ int main(int argc, char **argv)
     free(g.conns);
     free(g.retry);
     OPENSSL_cleanse(g.secret, sizeof g.secret);
-    fprintf(stderr, "ws_agents: %u connected, %u authenticated, %" PRIu64 " alerts, %" PRIu64
-            " screen pops, %" PRIu64 " wrong agent, %u dropped, %u failed\n",
-            g.connected, g.authenticated, g.alerts, g.pops, g.wrong_agent, g.dropped, g.failed);
+    fprintf(stderr, "ws_agents: %u connected, %u authenticated, %" PRIu64 " alerts (%" PRIu64
+            " held), %" PRIu64 " screen pops, %" PRIu64 " wrong agent, %u dropped, %u failed\n",
+            g.connected, g.authenticated, g.alerts, g.held, g.pops, g.wrong_agent, g.dropped,
+            g.failed);
     return 0;
 }

@@ -153,6 +153,75 @@ static void bad_configurations_are_refused(void **state)
     c = config(1);
     c.start_hour = 24;
     assert_null(sim_new(&c, START_MS));
+    c = config(1);
+    c.agents = 10000; /* the ids have four digits at most */
+    assert_null(sim_new(&c, START_MS));
+}
+
+/* A001 .. A999, then A1000 ..: 2,000 agents (the gateway benchmark's) have 2,000 ids. */
+static void agent_ids_are_unique_past_999(void **state)
+{
+    (void)state;
+    char id[8];
+    sim_agent_id(0, id);
+    assert_string_equal(id, "A001");
+    sim_agent_id(998, id);
+    assert_string_equal(id, "A999");
+    sim_agent_id(999, id);
+    assert_string_equal(id, "A1000");
+    sim_agent_id(9998, id);
+    assert_string_equal(id, "A9999");
+
+    enum { AGENTS = 2000 };
+    sim_config_t c = config(3);
+    c.agents = AGENTS;
+    c.history_days = 0;
+    sim_t *s = sim_new(&c, START_MS);
+    assert_non_null(s);
+    static bool seen[AGENTS + 1];
+    memset(seen, 0, sizeof seen);
+    int distinct = 0;
+    sim_event_t ev;
+    /* Every agent says it is available at the start. */
+    while (sim_next(s, START_MS, START_MS, &ev)) {
+        if (strcmp(ev.type, "agent.state") != 0)
+            continue;
+        int n = 0;
+        char extra;
+        assert_int_equal(sscanf(ev.key, "agent:A%d%c", &n, &extra), 1);
+        assert_true(n >= 1 && n <= AGENTS);
+        sim_agent_id(n - 1, id);
+        assert_string_equal(ev.key + 6, id); /* no leading zeros past three digits */
+        if (!seen[n]) {
+            seen[n] = true;
+            distinct++;
+        }
+    }
+    assert_int_equal(distinct, AGENTS);
+    sim_free(s);
+}
+
+/* Without history, the customers' profiles are spread over the first simulated day rather
+ * than sent all at once before the first contact. */
+static void live_only_profiles_are_spread(void **state)
+{
+    (void)state;
+    sim_config_t c = config(4);
+    c.history_days = 0;
+    c.customers = 2400;
+    sim_t *s = sim_new(&c, START_MS);
+    assert_non_null(s);
+    int profiles = 0, contacts = 0;
+    sim_event_t ev;
+    int64_t now = START_MS;
+    while (sim_next(s, START_MS + HOUR_MS, now, &ev)) {
+        profiles += strcmp(ev.type, "customer.profile") == 0;
+        contacts += strncmp(ev.type, "contact.", 8) == 0;
+    }
+    /* ~100 an hour (2,410 over 24 h); at the peak, contacts arrive from the first minutes. */
+    assert_true(profiles > 40 && profiles < 200);
+    assert_true(contacts > 50);
+    sim_free(s);
 }
 
 int main(void)
@@ -162,6 +231,8 @@ int main(void)
         cmocka_unit_test(a_plausible_contact_center),
         cmocka_unit_test(live_events_are_never_dated_in_the_future),
         cmocka_unit_test(bad_configurations_are_refused),
+        cmocka_unit_test(agent_ids_are_unique_past_999),
+        cmocka_unit_test(live_only_profiles_are_spread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
