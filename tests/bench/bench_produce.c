@@ -29,60 +29,21 @@
  *                 [--seed S] [--start-index I] [--linger-ms L] [--ids-out F]
  *                 [--watermarks-out F] [--warmup-topic T]
  */
+#include "bench_kafka.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #define AGENTS 500
-#define PARTITIONS_MAX 4096
-#define EVENT_MAX 1024
 #define HOT_SHARE_PERMILLE 100 /* of events that go to the hot customers */
 #define HOT_CUSTOMERS_PERMILLE 10 /* of customers that are hot */
 #define PARTNER_PERMILLE 20     /* of customers that are partner accounts */
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* ------------------------------------------------------------------------------------------
- * Deterministic randomness: splitmix64, one stream for the whole run.
- * ---------------------------------------------------------------------------------------- */
-
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n). */
-static uint32_t rng_below(uint32_t n)
-{
-    return (uint32_t)(((rng_next() >> 32) * (uint64_t)n) >> 32);
-}
-
-static const char *pick(const char *const *list, size_t n)
-{
-    return list[rng_below((uint32_t)n)];
-}
-
-#define PICK(list) pick(list, sizeof list / sizeof list[0])
 
 /* ------------------------------------------------------------------------------------------
  * Per-customer generator state: what makes a customer's events a coherent story (a contact is
@@ -132,42 +93,6 @@ static const char *const wrapups[] = {"solved", "callback promised", "escalated"
  * Formatting
  * ---------------------------------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* RFC 3339 UTC with milliseconds; the date-time part is cached per second. */
-static void format_time(int64_t ms, char out[32])
-{
-    static time_t cached_s = -1;
-    static char cached[24];
-    time_t s = (time_t)(ms / 1000);
-    if (s != cached_s) {
-        struct tm tm;
-        gmtime_r(&s, &tm);
-        strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
-        cached_s = s;
-    }
-    snprintf(out, 32, "%s.%03dZ", cached, (int)(ms % 1000));
-}
-
 typedef struct {
     char subject[64];
     char type[32];
@@ -194,10 +119,10 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
     switch (c->stage) {
     case CONTACT_NONE:
         c->contact = index;
-        c->channel = (uint8_t)rng_below(sizeof channels / sizeof channels[0]);
-        c->queue = (uint8_t)rng_below(sizeof queues / sizeof queues[0]);
-        c->reason = (uint8_t)rng_below(sizeof reasons / sizeof reasons[0]);
-        c->agent = (uint8_t)rng_below(250);
+        c->channel = (uint8_t)bench_rng_below(sizeof channels / sizeof channels[0]);
+        c->queue = (uint8_t)bench_rng_below(sizeof queues / sizeof queues[0]);
+        c->reason = (uint8_t)bench_rng_below(sizeof reasons / sizeof reasons[0]);
+        c->agent = (uint8_t)bench_rng_below(250);
         c->samples = 0;
         c->stage = CONTACT_QUEUED;
         draft(d, "contact.queued");
@@ -207,7 +132,7 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
                  c->contact, channels[c->channel], queues[c->queue], reasons[c->reason]);
         return;
     case CONTACT_QUEUED: {
-        uint32_t r = rng_below(100);
+        uint32_t r = bench_rng_below(100);
         if (r < 85) {
             c->stage = CONTACT_ACTIVE;
             draft(d, "contact.started");
@@ -219,9 +144,9 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
             c->stage = CONTACT_NONE;
             draft(d, "contact.abandoned");
             snprintf(d->data, sizeof d->data, "{\"contact_id\":\"k%" PRIu64 "\",\"wait_s\":%u}",
-                     c->contact, 30 + rng_below(600));
+                     c->contact, 30 + bench_rng_below(600));
         } else {
-            c->queue = (uint8_t)rng_below(sizeof queues / sizeof queues[0]);
+            c->queue = (uint8_t)bench_rng_below(sizeof queues / sizeof queues[0]);
             draft(d, "contact.transferred");
             snprintf(d->data, sizeof d->data,
                      "{\"contact_id\":\"k%" PRIu64 "\",\"to_queue\":\"%s\"}", c->contact,
@@ -230,12 +155,12 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
         return;
     }
     default: { /* active */
-        uint32_t r = rng_below(100);
+        uint32_t r = bench_rng_below(100);
         if (r < 55 && c->samples < 4) {
             c->samples++;
             /* Mostly neutral to positive; one in five clearly negative. */
-            int score = rng_below(5) == 0 ? -(int)(500 + rng_below(500))
-                                          : (int)rng_below(1400) - 400;
+            int score = bench_rng_below(5) == 0 ? -(int)(500 + bench_rng_below(500))
+                                          : (int)bench_rng_below(1400) - 400;
             draft(d, "sentiment.sampled");
             snprintf(d->data, sizeof d->data,
                      "{\"contact_id\":\"k%" PRIu64 "\",\"score\":%s%d.%03d}", c->contact,
@@ -243,13 +168,13 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
         } else if (r < 93) {
             c->stage = CONTACT_NONE;
             draft(d, "contact.ended");
-            unsigned duration = 20 + rng_below(1800);
-            const char *resolved = rng_below(3) ? "true" : "false";
-            if (rng_below(4) == 0)
+            unsigned duration = 20 + bench_rng_below(1800);
+            const char *resolved = bench_rng_below(3) ? "true" : "false";
+            if (bench_rng_below(4) == 0)
                 snprintf(d->data, sizeof d->data,
                          "{\"contact_id\":\"k%" PRIu64 "\",\"duration_s\":%u,\"resolved\":%s,"
                          "\"wrapup\":\"%s\"}",
-                         c->contact, duration, resolved, PICK(wrapups));
+                         c->contact, duration, resolved, BENCH_PICK(wrapups));
             else
                 snprintf(d->data, sizeof d->data,
                          "{\"contact_id\":\"k%" PRIu64 "\",\"duration_s\":%u,\"resolved\":%s}",
@@ -259,7 +184,7 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
             draft(d, "contact.transferred");
             snprintf(d->data, sizeof d->data,
                      "{\"contact_id\":\"k%" PRIu64 "\",\"to_agent_id\":\"a-%u\"}", c->contact,
-                     rng_below(250));
+                     bench_rng_below(250));
         }
         return;
     }
@@ -270,66 +195,66 @@ static void contact_event(draft_t *d, customer_t *c, uint64_t index)
 static void customer_event(draft_t *d, customer_t *c, uint64_t index)
 {
     /* A contact under way goes on most of the time. */
-    if (c->stage != CONTACT_NONE && rng_below(100) < 70) {
+    if (c->stage != CONTACT_NONE && bench_rng_below(100) < 70) {
         contact_event(d, c, index);
         return;
     }
-    if (!c->profiled && rng_below(4) == 0) {
+    if (!c->profiled && bench_rng_below(4) == 0) {
         c->profiled = 1;
         draft(d, "customer.profile");
         snprintf(d->data, sizeof d->data,
                  "{\"name\":\"%s %s\",\"segment\":\"%s\",\"language\":\"%s\","
                  "\"since\":\"20%02u-%02u-01\"}",
-                 PICK(first_names), PICK(last_names), PICK(segments), PICK(languages),
-                 10 + rng_below(16), 1 + rng_below(12));
+                 BENCH_PICK(first_names), BENCH_PICK(last_names), BENCH_PICK(segments), BENCH_PICK(languages),
+                 10 + bench_rng_below(16), 1 + bench_rng_below(12));
         return;
     }
-    uint32_t r = rng_below(100);
+    uint32_t r = bench_rng_below(100);
     if (r < 22 && c->stage == CONTACT_NONE) {
         contact_event(d, c, index);
     } else if (r < 44) {
-        uint32_t page = rng_below(sizeof pages / sizeof pages[0]);
+        uint32_t page = bench_rng_below(sizeof pages / sizeof pages[0]);
         draft(d, "web.visited");
-        if (rng_below(2))
+        if (bench_rng_below(2))
             snprintf(d->data, sizeof d->data, "{\"page\":\"%s\",\"intent\":\"%s\"}", pages[page],
-                     strcmp(pages[page], "/account/cancel") == 0 ? "cancel" : PICK(intents));
+                     strcmp(pages[page], "/account/cancel") == 0 ? "cancel" : BENCH_PICK(intents));
         else
             snprintf(d->data, sizeof d->data, "{\"page\":\"%s\"}", pages[page]);
     } else if (r < 58 || (r < 68 && !c->order)) {
         c->order = index;
-        unsigned cents = 1500 + rng_below(40000);
-        unsigned margin = cents * (15 + rng_below(30)) / 100;
+        unsigned cents = 1500 + bench_rng_below(40000);
+        unsigned margin = cents * (15 + bench_rng_below(30)) / 100;
         draft(d, "order.placed");
         snprintf(d->data, sizeof d->data,
                  "{\"order_id\":\"o%" PRIu64 "\",\"amount\":%u.%02u,\"margin\":%u.%02u,"
                  "\"currency\":\"%s\"}",
                  c->order, cents / 100, cents % 100, margin / 100, margin % 100,
-                 PICK(currencies));
+                 BENCH_PICK(currencies));
     } else if (r < 68) {
         draft(d, "order.updated");
         snprintf(d->data, sizeof d->data, "{\"order_id\":\"o%" PRIu64 "\",\"status\":\"%s\"}",
-                 c->order, PICK(order_status));
+                 c->order, BENCH_PICK(order_status));
     } else if (r < 73) {
-        unsigned cents = 500 + rng_below(10000);
+        unsigned cents = 500 + bench_rng_below(10000);
         draft(d, "payment.failed");
         snprintf(d->data, sizeof d->data, "{\"amount\":%u.%02u,\"reason\":\"%s\"}", cents / 100,
-                 cents % 100, PICK(pay_reasons));
+                 cents % 100, BENCH_PICK(pay_reasons));
     } else if (r < 78) {
         draft(d, "complaint.filed");
         snprintf(d->data, sizeof d->data, "{\"category\":\"%s\",\"severity\":\"%s\"}",
-                 PICK(categories), PICK(severities));
+                 BENCH_PICK(categories), BENCH_PICK(severities));
     } else if (r < 86) {
         draft(d, "survey.answered");
-        if (rng_below(3))
-            snprintf(d->data, sizeof d->data, "{\"csat\":%u,\"nps\":%u}", 1 + rng_below(5),
-                     rng_below(11));
+        if (bench_rng_below(3))
+            snprintf(d->data, sizeof d->data, "{\"csat\":%u,\"nps\":%u}", 1 + bench_rng_below(5),
+                     bench_rng_below(11));
         else
-            snprintf(d->data, sizeof d->data, "{\"nps\":%u}", rng_below(11));
+            snprintf(d->data, sizeof d->data, "{\"nps\":%u}", bench_rng_below(11));
     } else if (r < 93) {
         draft(d, "subscription.changed");
-        const char *action = PICK(sub_actions);
-        int delta = strcmp(action, "upgraded") == 0     ? (int)(5 + rng_below(50))
-                    : strcmp(action, "downgraded") == 0 ? -(int)(5 + rng_below(30))
+        const char *action = BENCH_PICK(sub_actions);
+        int delta = strcmp(action, "upgraded") == 0     ? (int)(5 + bench_rng_below(50))
+                    : strcmp(action, "downgraded") == 0 ? -(int)(5 + bench_rng_below(30))
                                                         : 0;
         if (delta)
             snprintf(d->data, sizeof d->data, "{\"action\":\"%s\",\"mrr_delta\":%d}", action,
@@ -341,51 +266,23 @@ static void customer_event(draft_t *d, customer_t *c, uint64_t index)
     } else {
         /* A second web visit rather than nothing: keeps every branch an event. */
         draft(d, "web.visited");
-        snprintf(d->data, sizeof d->data, "{\"page\":\"%s\"}", PICK(pages));
+        snprintf(d->data, sizeof d->data, "{\"page\":\"%s\"}", BENCH_PICK(pages));
     }
 }
 
 static void agent_event(draft_t *d)
 {
-    unsigned agent = rng_below(AGENTS);
+    unsigned agent = bench_rng_below(AGENTS);
     snprintf(d->subject, sizeof d->subject, "agent:a-%u", agent);
     draft(d, "agent.state");
     snprintf(d->data, sizeof d->data,
              "{\"agent_id\":\"a-%u\",\"state\":\"%s\",\"queues\":[\"%s\",\"%s\"]}", agent,
-             PICK(agent_states), PICK(queues), PICK(queues));
+             BENCH_PICK(agent_states), BENCH_PICK(queues), BENCH_PICK(queues));
 }
 
 /* ------------------------------------------------------------------------------------------
  * Producer
  * ---------------------------------------------------------------------------------------- */
-
-typedef struct {
-    uint64_t delivered, failed;
-    uint64_t bytes[PARTITIONS_MAX]; /* key + value bytes acknowledged, per partition */
-    int32_t max_partition;
-    char first_error[256];
-} stats_t;
-
-static stats_t stats;
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    if (m->err) {
-        if (!stats.failed)
-            snprintf(stats.first_error, sizeof stats.first_error, "%s",
-                     rd_kafka_err2str(m->err));
-        stats.failed++;
-        return;
-    }
-    stats.delivered++;
-    if (m->partition >= 0 && m->partition < PARTITIONS_MAX) {
-        stats.bytes[m->partition] += m->len + m->key_len;
-        if (m->partition > stats.max_partition)
-            stats.max_partition = m->partition;
-    }
-}
 
 static void usage(FILE *f)
 {
@@ -439,14 +336,20 @@ static int write_watermarks(rd_kafka_t *rk, const char *topic, const char *path)
     return rename(tmp, path);
 }
 
-int main(int argc, char **argv)
+typedef struct {
+    const char *brokers, *topic, *ids_out, *watermarks_out, *warmup_topic;
+    uint64_t count, start_index, seed;
+    uint32_t customers;
+    double rate;
+    int linger_ms;
+} options_t;
+
+/* Parses the command line into o: -1 to go on, or the exit status (0 after --help, 2 on bad
+ * usage). */
+static int parse_options(int argc, char **argv, options_t *o)
 {
-    const char *brokers = NULL, *topic = "interactions", *ids_out = NULL, *wm_out = NULL;
-    const char *warmup_topic = NULL;
-    uint64_t count = 100000, start_index = 0, seed = 1;
-    uint32_t customers = 10000;
-    double rate = 0;
-    int linger_ms = 5;
+    *o = (options_t){.topic = "interactions", .count = 100000, .seed = 1, .customers = 10000,
+                     .linger_ms = 5};
     static const struct option options[] = {
         {"brokers", required_argument, NULL, 'b'},  {"topic", required_argument, NULL, 't'},
         {"count", required_argument, NULL, 'n'},    {"customers", required_argument, NULL, 'c'},
@@ -460,200 +363,132 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
-        case 'b': brokers = optarg; break;
-        case 't': topic = optarg; break;
-        case 'n': count = strtoull(optarg, NULL, 10); break;
-        case 'c': customers = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'r': rate = strtod(optarg, NULL); break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 'i': start_index = strtoull(optarg, NULL, 10); break;
-        case 'l': linger_ms = atoi(optarg); break;
-        case 'I': ids_out = optarg; break;
-        case 'W': wm_out = optarg; break;
-        case 'w': warmup_topic = optarg; break;
+        case 'b': o->brokers = optarg; break;
+        case 't': o->topic = optarg; break;
+        case 'n': o->count = strtoull(optarg, NULL, 10); break;
+        case 'c': o->customers = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'r': o->rate = strtod(optarg, NULL); break;
+        case 's': o->seed = strtoull(optarg, NULL, 10); break;
+        case 'i': o->start_index = strtoull(optarg, NULL, 10); break;
+        case 'l': o->linger_ms = atoi(optarg); break;
+        case 'I': o->ids_out = optarg; break;
+        case 'W': o->watermarks_out = optarg; break;
+        case 'w': o->warmup_topic = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (!brokers || customers < 1 || rate < 0 || linger_ms < 0) {
+    if (!o->brokers || o->customers < 1 || o->rate < 0 || o->linger_ms < 0) {
         usage(stderr);
         return 2;
     }
+    return -1;
+}
 
-    char errstr[512], linger[16];
-    snprintf(linger, sizeof linger, "%d", linger_ms);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *pairs[] = {
-        "bootstrap.servers", brokers,
-        "linger.ms", linger,
-        "queue.buffering.max.messages", "2000000",
-        "queue.buffering.max.kbytes", "2097152",
-        "batch.num.messages", "10000",
-        "compression.codec", "none",
-        NULL,
-    };
-    for (int i = 0; pairs[i]; i += 2) {
-        if (rd_kafka_conf_set(conf, pairs[i], pairs[i + 1], errstr, sizeof errstr)) {
-            fprintf(stderr, "bench_produce: %s: %s\n", pairs[i], errstr);
-            return 2;
-        }
+/* The next event of the stream into d: 1 % agent states, the rest customers' events (hot
+ * customers first). */
+static void next_event(draft_t *d, customer_t *state, uint32_t customers, uint32_t hot,
+                       uint64_t index)
+{
+    if (bench_rng_below(100) == 0) {
+        agent_event(d);
+        return;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        fprintf(stderr, "bench_produce: %s\n", errstr);
-        return 1;
-    }
-    FILE *ids = NULL;
-    if (ids_out && !(ids = fopen(ids_out, "w"))) {
-        fprintf(stderr, "bench_produce: %s: %s\n", ids_out, strerror(errno));
-        return 1;
-    }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    uint32_t cust = bench_rng_below(1000) < HOT_SHARE_PERMILLE ? bench_rng_below(hot)
+                                                                : bench_rng_below(customers);
+    subject_of(cust, customers, d->subject, sizeof d->subject);
+    customer_event(d, &state[cust], index);
+}
 
-    if (warmup_topic) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(warmup_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY("bench-warmup", 12), RD_KAFKA_V_VALUE("warmup", 6), RD_KAFKA_V_END);
-        if (!err)
-            err = rd_kafka_flush(rk, 30000);
-        /* The event topic's metadata too: a producer that has not seen a topic yet holds its
-         * first messages until it has the partitions' leaders. */
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        if (!err)
-            err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (err || stats.failed) {
-            fprintf(stderr, "bench_produce: warm-up to %s: %s\n", warmup_topic,
-                    err ? rd_kafka_err2str(err) : stats.first_error);
+static uint64_t max_partition_bytes(void)
+{
+    uint64_t max_bytes = 0;
+    for (int p = 0; p <= bench_delivery.max_partition; p++)
+        if (bench_delivery.bytes[p] > max_bytes)
+            max_bytes = bench_delivery.bytes[p];
+    return max_bytes;
+}
+
+static void print_summary(const bench_run_t *run)
+{
+    double elapsed = (double)(run->flushed_us - run->first_us) / 1e6;
+    printf("produced=%" PRIu64 "\n", run->produced);
+    printf("delivered=%" PRIu64 "\n", bench_delivery.delivered);
+    printf("failed=%" PRIu64 "\n", bench_delivery.failed);
+    printf("value_bytes=%" PRIu64 "\n", run->value_bytes);
+    printf("avg_value_bytes=%.1f\n",
+           run->produced ? (double)run->value_bytes / (double)run->produced : 0.0);
+    printf("max_partition_bytes=%" PRIu64 "\n", max_partition_bytes());
+    bench_print_times(run);
+    printf("elapsed_s=%.3f\n", elapsed);
+    printf("rate_achieved=%.0f\n", elapsed > 0 ? (double)run->produced / elapsed : 0.0);
+    bench_print_pacing_and_cpu(run);
+    fflush(stdout);
+}
+
+/* Produces o->count events; 0, or 1 after a message. */
+static int produce_events(rd_kafka_t *rk, const options_t *o, customer_t *state, FILE *ids,
+                          bench_run_t *run)
+{
+    /* One stream per (seed, start index): phases differ, runs repeat. */
+    bench_rng_seed(o->seed * 0x2545f4914f6cdd1dULL ^ o->start_index);
+    uint32_t hot = o->customers * HOT_CUSTOMERS_PERMILLE / 1000;
+    if (hot < 1)
+        hot = 1;
+    int64_t t0 = bench_mono_ns();
+    draft_t d;
+    char value[BENCH_EVENT_MAX], when[32], id[64];
+    for (uint64_t n = 0; n < o->count && !bench_stop_requested; n++) {
+        uint64_t index = o->start_index + n;
+        if (o->rate > 0)
+            bench_pace(rk, run, t0, n, o->rate);
+        next_event(&d, state, o->customers, hot, index);
+        int64_t ts_ms = bench_wall_ms();
+        bench_format_time(ts_ms, when);
+        snprintf(id, sizeof id, "s%" PRIu64 "-%" PRIu64, o->seed, index);
+        int len = bench_format_event(value, id, "/bench", d.type, when, d.subject, d.data);
+        if (len < 0 || bench_send(rk, run, o->topic, d.subject, value, len, ts_ms) < 0)
             return 1;
-        }
-        stats = (stats_t){0};
-        rd_kafka_topic_destroy(rkt);
+        bench_note_produced(run, bench_wall_us());
+        if (ids)
+            fprintf(ids, "%s %" PRId64 " %s %s\n", id, ts_ms, d.type, d.subject);
     }
+    return 0;
+}
 
-    customer_t *state = calloc(customers, sizeof *state);
+int main(int argc, char **argv)
+{
+    options_t o;
+    int status = parse_options(argc, argv, &o);
+    if (status >= 0)
+        return status;
+    bench_kafka_init("bench_produce");
+    rd_kafka_t *rk = bench_producer_new(o.brokers, o.linger_ms);
+    if (!rk)
+        return 1;
+    FILE *ids = NULL;
+    if (o.ids_out && !(ids = fopen(o.ids_out, "w"))) {
+        fprintf(stderr, "bench_produce: %s: %s\n", o.ids_out, strerror(errno));
+        return 1;
+    }
+    bench_install_stop_signals();
+    if (o.warmup_topic && bench_producer_warm_up(rk, o.warmup_topic, o.topic) < 0)
+        return 1;
+    customer_t *state = calloc(o.customers, sizeof *state);
     if (!state) {
         fprintf(stderr, "bench_produce: out of memory\n");
         return 1;
     }
-    /* One stream per (seed, start index): phases differ, runs repeat. */
-    rng_state = seed * 0x2545f4914f6cdd1dULL ^ start_index;
-    uint32_t hot = customers * HOT_CUSTOMERS_PERMILLE / 1000;
-    if (hot < 1)
-        hot = 1;
-
-    uint64_t produced = 0, value_bytes = 0, queue_full = 0;
-    int64_t first_us = 0, last_us = 0, max_behind_ns = 0;
-    int64_t t0 = mono_ns();
-    draft_t d;
-    char value[EVENT_MAX], when[32];
-    for (uint64_t n = 0; n < count && !stop_requested; n++) {
-        uint64_t index = start_index + n;
-        if (rate > 0) {
-            int64_t due = t0 + (int64_t)((double)n * 1e9 / rate);
-            int64_t now = mono_ns();
-            if (now < due) {
-                rd_kafka_poll(rk, 0);
-                struct timespec ts = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
-                while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR &&
-                       !stop_requested)
-                    ;
-            } else if (now - due > max_behind_ns) {
-                max_behind_ns = now - due;
-            }
-        }
-        if (rng_below(100) == 0) {
-            agent_event(&d);
-        } else {
-            uint32_t cust = rng_below(1000) < HOT_SHARE_PERMILLE ? rng_below(hot)
-                                                                  : rng_below(customers);
-            subject_of(cust, customers, d.subject, sizeof d.subject);
-            customer_event(&d, &state[cust], index);
-        }
-        int64_t ts_ms = wall_ms();
-        format_time(ts_ms, when);
-        int len = snprintf(value, sizeof value,
-                           "{\"specversion\":\"1.0\",\"id\":\"s%" PRIu64 "-%" PRIu64
-                           "\",\"source\":\"/bench\",\"type\":\"%s\",\"time\":\"%s\","
-                           "\"subject\":\"%s\",\"data\":%s}",
-                           seed, index, d.type, when, d.subject, d.data);
-        if (len < 0 || len >= (int)sizeof value) {
-            fprintf(stderr, "bench_produce: event %" PRIu64 " too long\n", index);
-            return 1;
-        }
-        size_t key_len = strlen(d.subject);
-        for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(d.subject, key_len), RD_KAFKA_V_VALUE(value, (size_t)len),
-                RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_END);
-            if (!err)
-                break;
-            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                fprintf(stderr, "bench_produce: produce: %s\n", rd_kafka_err2str(err));
-                return 1;
-            }
-            queue_full++;
-            rd_kafka_poll(rk, 1);
-        }
-        if (!first_us)
-            first_us = wall_us();
-        last_us = wall_us();
-        produced++;
-        value_bytes += (uint64_t)len;
-        if (ids)
-            fprintf(ids, "s%" PRIu64 "-%" PRIu64 " %" PRId64 " %s %s\n", seed, index, ts_ms,
-                    d.type, d.subject);
-        if ((n & 255) == 0)
-            rd_kafka_poll(rk, 0);
-    }
-    int64_t produced_us = wall_us();
-    rd_kafka_resp_err_t ferr = rd_kafka_flush(rk, 120000);
-    int64_t flushed_us = wall_us();
+    bench_run_t run = {0};
+    if (produce_events(rk, &o, state, ids, &run))
+        return 1;
+    int rc = bench_producer_flush(rk, &run);
     if (ids)
         fclose(ids);
-    int rc = 0;
-    if (ferr) {
-        fprintf(stderr, "bench_produce: flush: %s (%d left)\n", rd_kafka_err2str(ferr),
-                rd_kafka_outq_len(rk));
+    if (o.watermarks_out && write_watermarks(rk, o.topic, o.watermarks_out) < 0)
         rc = 1;
-    }
-    if (stats.failed) {
-        fprintf(stderr, "bench_produce: %" PRIu64 " deliveries failed: %s\n", stats.failed,
-                stats.first_error);
-        rc = 1;
-    }
-    if (wm_out && write_watermarks(rk, topic, wm_out) < 0)
-        rc = 1;
-    uint64_t max_bytes = 0;
-    for (int p = 0; p <= stats.max_partition; p++)
-        if (stats.bytes[p] > max_bytes)
-            max_bytes = stats.bytes[p];
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double elapsed = (double)(flushed_us - first_us) / 1e6;
-    printf("produced=%" PRIu64 "\n", produced);
-    printf("delivered=%" PRIu64 "\n", stats.delivered);
-    printf("failed=%" PRIu64 "\n", stats.failed);
-    printf("value_bytes=%" PRIu64 "\n", value_bytes);
-    printf("avg_value_bytes=%.1f\n", produced ? (double)value_bytes / (double)produced : 0.0);
-    printf("max_partition_bytes=%" PRIu64 "\n", max_bytes);
-    printf("first_produce_us=%" PRId64 "\n", first_us);
-    printf("last_produce_us=%" PRId64 "\n", last_us);
-    printf("produce_done_us=%" PRId64 "\n", produced_us);
-    printf("flushed_us=%" PRId64 "\n", flushed_us);
-    printf("elapsed_s=%.3f\n", elapsed);
-    printf("rate_achieved=%.0f\n", elapsed > 0 ? (double)produced / elapsed : 0.0);
-    printf("max_behind_schedule_ms=%.3f\n", (double)max_behind_ns / 1e6);
-    printf("queue_full=%" PRIu64 "\n", queue_full);
-    printf("cpu_user_s=%.3f\n", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6);
-    printf("cpu_sys_s=%.3f\n", (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
-    fflush(stdout);
+    print_summary(&run);
     free(state);
     rd_kafka_destroy(rk);
-    return stop_requested ? 130 : rc;
+    return bench_stop_requested ? 130 : rc;
 }

@@ -12,45 +12,11 @@ import os
 import re
 import sys
 
+from bench_common import cpu_snapshots, cpu_ticks_s, delta, histogram, hist_quantile, kv, \
+    metrics, total, window_s
+
 TARGET_CPU_US = 12.0     # engine + Redis CPU per event
 TARGET_P99_MS = 5.0      # event produced -> alert acknowledged, p99
-
-
-def kv(path):
-    out = {}
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if "=" in line:
-                k, v = line.split("=", 1)
-                if re.fullmatch(r"-?[0-9]+", v):
-                    out[k] = int(v)
-                elif re.fullmatch(r"-?[0-9]*\.[0-9]+(e[-+]?[0-9]+)?", v):
-                    out[k] = float(v)
-                else:
-                    out[k] = v
-    return out
-
-
-def metrics(path):
-    """{(name, labels): value} of a Prometheus text exposition."""
-    out = {}
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            if not line or line[0] == "#":
-                continue
-            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-            if m:
-                out[(m.group(1), m.group(2) or "")] = float(m.group(3))
-    return out
-
-
-def total(ms, name):
-    return sum(v for (n, _), v in ms.items() if n == name)
 
 
 def by_label(ms, name, label):
@@ -60,38 +26,6 @@ def by_label(ms, name, label):
             m = re.search(label + r'="([^"]*)"', labels)
             out[m.group(1) if m else ""] = v
     return out
-
-
-def delta(after, before, name):
-    return total(after, name) - total(before, name)
-
-
-def histogram(after, before, name):
-    """Bucket deltas [(le, cumulative count)], sorted, for an unlabelled histogram."""
-    buckets = {}
-    for (n, labels), v in after.items():
-        if n == name + "_bucket":
-            le = re.search(r'le="([^"]*)"', labels).group(1)
-            buckets[le] = v - before.get((n, labels), 0.0)
-    out = [(math.inf if le == "+Inf" else float(le), c) for le, c in buckets.items()]
-    return sorted(out)
-
-
-def hist_quantile(buckets, q):
-    """Prometheus histogram_quantile: linear interpolation inside the bucket."""
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in buckets:
-        if c >= rank:
-            if le == math.inf:
-                return prev_le
-            if c == prev_c:
-                return le
-            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
-        prev_le, prev_c = le, c
-    return prev_le
 
 
 def hist_summary(buckets):
@@ -119,17 +53,13 @@ def hist_summary(buckets):
 
 
 def cpu_window(run, start, end):
-    a, b = kv(os.path.join(run, "cpu." + start)), kv(os.path.join(run, "cpu." + end))
+    a, b = cpu_snapshots(run, start, end)
     if not a or not b:
         return None
-    tck = a.get("clk_tck", 100.0)
-
-    def ticks(who, fields):
-        return sum(b[who + "_" + f] - a[who + "_" + f] for f in fields) / tck
-
+    ticks = lambda who, fields: cpu_ticks_s(a, b, who, fields)
     info = lambda k: b.get("redis_info_" + k, 0.0) - a.get("redis_info_" + k, 0.0)
     return {
-        "window_s": (b["t_us"] - a["t_us"]) / 1e6,
+        "window_s": window_s(a, b),
         "engine_s": ticks("engine", ["utime", "stime"]),
         "redis_s": ticks("redis", ["utime", "stime"]),
         "redis_children_s": ticks("redis", ["cutime", "cstime"]),

@@ -43,8 +43,9 @@ RUN=
 BUILD_IT=yes
 KEEP_DATA=no
 REDIS_TIMEOUT_MS=
-
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set -e/ { exit }' "$0"; }
+LOG_TAG=bench
+# shellcheck source=tests/bench/bench_lib.sh
+. "$BENCH/bench_lib.sh"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -79,22 +80,10 @@ mkdir -p "$RUN"
 RUN=$(cd "$RUN" && pwd)
 PY=/usr/bin/python3
 
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ------------------------------------------------------------------------------------------
 # Processes: every one we start is recorded, and stopped by its pid in cleanup.
 # ------------------------------------------------------------------------------------------
 ENGINE_PID='' BROKER_PID='' REDIS_PID='' PERF_PID='' ALERTS_PID='' APPLIED_PID='' REDIS_PORT=
-
-stop_pid() { # stop_pid NAME PID [SIGNAL] [WAIT_S]
-    local name=$1 pid=$2 sig=${3:-TERM} wait_s=${4:-30}
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -"$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq $((wait_s * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    log "$name ($pid) did not stop within ${wait_s} s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -104,10 +93,7 @@ cleanup() {
     stop_pid bench_applied "$APPLIED_PID" TERM 5
     stop_pid engine "$ENGINE_PID" TERM 40
     stop_pid devbroker "$BROKER_PID" TERM 15
-    if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
-        redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-        stop_pid redis-server "$REDIS_PID" TERM 15
-    fi
+    stop_redis
     if [ "$KEEP_DATA" = no ]; then
         rm -rf "$RUN/redis"
     fi
@@ -118,25 +104,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # cpu_snapshot LABEL: CPU ticks of the engine, redis-server and the broker (utime stime cutime
 # cstime from /proc/PID/stat), redis INFO cpu, the time, as key=value lines.
 cpu_snapshot() {
     local out=$RUN/cpu.$1 name pid
     {
-        echo "t_us=$(date +%s%6N)"
-        echo "clk_tck=$(getconf CLK_TCK)"
+        cpu_clock_lines
         for name in engine redis broker; do
             case $name in
             engine) pid=$ENGINE_PID ;; redis) pid=$REDIS_PID ;; broker) pid=$BROKER_PID ;;
             esac
-            # Fields after the ")" of comm: 3=state ... 14=utime 15=stime 16=cutime 17=cstime.
-            awk -v n="$name" '{ sub(/^.*\) /, ""); print n "_utime=" $12; print n "_stime=" $13;
-                                print n "_cutime=" $14; print n "_cstime=" $15 }' "/proc/$pid/stat" \
-                2>/dev/null || echo "${name}_gone=1"
+            proc_cpu "$name" "$pid" utime stime cutime cstime
         done
         redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' | grep '^used_cpu' | sed 's/:/=/; s/^/redis_info_/'
         redis-cli -p "$REDIS_PORT" info persistence | tr -d '\r' |
@@ -159,12 +137,6 @@ perf_start() {
         -o "$RUN/perf.$1.data" >"$RUN/perf.$1.log" 2>&1 &
     PERF_PID=$!
     sleep 0.5
-}
-perf_stop() {
-    [ -n "$PERF_PID" ] || return 0
-    stop_pid perf "$PERF_PID" INT 120
-    wait "$PERF_PID" 2>/dev/null || true
-    PERF_PID=
 }
 
 metrics_snapshot() { curl -fsS -m 10 "http://127.0.0.1:$ENGINE_HTTP/metrics" >"$RUN/metrics.$1" || true; }
@@ -211,73 +183,22 @@ if [ "$BUILD_IT" = yes ]; then
         cmake --build '$BUILD' -j 2 --target integral-engine integral-devbroker bench_produce \
             bench_applied >>'$RUN/build.log' 2>&1" || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
 fi
-grep -q 'CMAKE_BUILD_TYPE:STRING=RelWithDebInfo' "$BUILD/CMakeCache.txt" ||
-    die "$BUILD is not a RelWithDebInfo build"
-grep -q 'INTEGRAL_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" && die "$BUILD has sanitizers on"
+check_release_build "$BUILD" RelWithDebInfo
 ENGINE_BIN=$BUILD/bin/integral-engine
 BROKER_BIN=$BUILD/bin/integral-devbroker
 PRODUCE=$BUILD/tests/bench_produce
 APPLIED=$BUILD/tests/bench_applied
 
 # Redis: its own directory; persistence as deploy/integral.sh (or none with --no-aof).
-REDIS_PORT=$(free_port)
-mkdir -p "$RUN/redis"
-cat >"$RUN/redis.conf" <<CONF
-port $REDIS_PORT
-bind 127.0.0.1
-daemonize yes
-pidfile $RUN/redis.pid
-dir $RUN/redis
-logfile $RUN/redis.log
-save ""
-appendonly $AOF
-appendfsync everysec
-CONF
-redis-server "$RUN/redis.conf" || die "redis-server did not start (log: $RUN/redis.log)"
-for _ in $(seq 100); do
-    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
-    sleep 0.1
-done
-REDIS_PID=$(cat "$RUN/redis.pid")
-redis-cli -p "$REDIS_PORT" ping | grep -q PONG || die "redis-server not answering"
+start_redis "$RUN/"
 log "redis-server $REDIS_PID on port $REDIS_PORT (appendonly $AOF)"
 
-BROKER_HTTP=$(free_port)
-INTEGRAL_BROKER_BOOTSTRAP_FILE="$RUN/bootstrap" \
-INTEGRAL_BROKER_TOPICS="interactions:$PARTITIONS,alerts:12,deadletter:3" \
-INTEGRAL_HTTP_PORT="$BROKER_HTTP" \
-    setsid "$BROKER_BIN" </dev/null >"$RUN/devbroker.out" 2>"$RUN/devbroker.log" &
-BROKER_PID=$!
-for _ in $(seq 100); do
-    [ -s "$RUN/bootstrap" ] && break
-    kill -0 "$BROKER_PID" 2>/dev/null || die "integral-devbroker exited: $(tail -3 "$RUN/devbroker.log")"
-    sleep 0.1
-done
-[ -s "$RUN/bootstrap" ] || die "integral-devbroker wrote no bootstrap list"
-BROKERS=$(cat "$RUN/bootstrap")
+start_devbroker "$RUN/" "interactions:$PARTITIONS,alerts:12,deadletter:3"
 log "integral-devbroker $BROKER_PID: $BROKERS"
 
-ENGINE_HTTP=$(free_port)
 CACHE_MAX=$((CUSTOMERS + CUSTOMERS / 10 + 2000))
-(cd "$ROOT" && exec env \
-    INTEGRAL_KAFKA_BROKERS="$BROKERS" \
-    INTEGRAL_REDIS_HOST=127.0.0.1 INTEGRAL_REDIS_PORT="$REDIS_PORT" \
-    INTEGRAL_HTTP_PORT="$ENGINE_HTTP" \
-    INTEGRAL_ENGINE_RULES_FILE="$ROOT/config/rules.json" \
-    INTEGRAL_ENGINE_MODEL_FILE="$ROOT/config/model.json" \
-    INTEGRAL_ENGINE_CACHE_MAX_DOCUMENTS="$CACHE_MAX" \
-    INTEGRAL_KAFKA_FETCH_WAIT_MAX_MS="$FETCH_WAIT_MS" \
-    ${REDIS_TIMEOUT_MS:+INTEGRAL_REDIS_COMMAND_TIMEOUT_MS="$REDIS_TIMEOUT_MS"} \
-    setsid "$ENGINE_BIN" --config config/engine.json \
-    </dev/null >"$RUN/engine.out" 2>"$RUN/engine.log") &
-ENGINE_PID=$!
-ready=no
-for _ in $(seq 600); do
-    if curl -fsS -m 2 "http://127.0.0.1:$ENGINE_HTTP/readyz" >/dev/null 2>&1; then ready=yes; break; fi
-    kill -0 "$ENGINE_PID" 2>/dev/null || die "engine exited: $(tail -5 "$RUN/engine.log")"
-    sleep 0.1
-done
-[ $ready = yes ] || die "engine not ready after 60 s (log: $RUN/engine.log)"
+start_engine "$RUN/"
+wait_ready engine "$ENGINE_PID" "$ENGINE_HTTP" "$RUN/engine.log"
 log "engine $ENGINE_PID ready on http://127.0.0.1:$ENGINE_HTTP (cache $CACHE_MAX documents, fetch wait ${FETCH_WAIT_MS} ms)"
 cat >>"$RUN/params.env" <<EOF
 redis_port=$REDIS_PORT
@@ -401,9 +322,7 @@ for phase in p1 p2; do
     log "perf ($phase): top functions by self time"
     for who in engine redis broker; do
         pid=$(sed -n "s/^${who}_pid=//p" "$RUN/params.env")
-        perf report -i "$RUN/perf.$phase.data" --pid "$pid" --no-children --sort dso,sym -g none \
-            --percentage relative --stdio --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' |
-            head -40 >"$RUN/perf.$phase.$who.txt" || true
+        perf_top "$RUN/perf.$phase.data" "$pid" "$RUN/perf.$phase.$who.txt"
         if [ "$PERF_CALLS" = yes ]; then
             perf report -i "$RUN/perf.$phase.data" --pid "$pid" --children --sort sym -g none \
                 --percentage relative --stdio --percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$' |

@@ -83,8 +83,9 @@ SOURCE=gw
 SIM_CUSTOMERS=100000
 SIM_CONTACTS_PER_HOUR=4000
 CMDLINE=$(echo "tests/bench/gateway_bench.sh $*" | sed "s/ *$//")
-
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set -e/ { exit }' "$0"; }
+LOG_TAG=gw-bench
+# shellcheck source=tests/bench/bench_lib.sh
+. "$BENCH/bench_lib.sh"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -141,23 +142,11 @@ RUN=${RUN:-$BUILD/gw-bench-runs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUN"
 RUN=$(cd "$RUN" && pwd)
 
-log() { printf '[gw-bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ------------------------------------------------------------------------------------------
 # Processes: every one we start is recorded, and stopped by its pid in cleanup.
 # ------------------------------------------------------------------------------------------
 ENGINE_PID='' GATEWAY_PID='' BROKER_PID='' REDIS_PID='' AGENTS_PID='' PRODUCE_PID='' PERF_PID=''
 REDIS_PORT=''
-
-stop_pid() { # stop_pid NAME PID [SIGNAL] [WAIT_S]
-    local name=$1 pid=$2 sig=${3:-TERM} wait_s=${4:-30}
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -"$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq $((wait_s * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    log "$name ($pid) did not stop within ${wait_s} s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -168,10 +157,7 @@ cleanup() {
     stop_pid gateway "$GATEWAY_PID" TERM 40
     stop_pid engine "$ENGINE_PID" TERM 40
     stop_pid devbroker "$BROKER_PID" TERM 15
-    if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
-        redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-        stop_pid redis-server "$REDIS_PID" TERM 15
-    fi
+    stop_redis
     [ "$KEEP_DATA" = yes ] || rm -rf "$RUN/redis"
     [ $rc -eq 0 ] || log "failed (exit $rc); logs in $RUN"
     exit $rc
@@ -179,33 +165,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_ready() { # wait_ready NAME PID PORT LOG
-    for _ in $(seq 600); do
-        curl -fsS -m 2 "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && return 0
-        kill -0 "$2" 2>/dev/null || die "$1 exited: $(tail -5 "$4")"
-        sleep 0.1
-    done
-    die "$1 not ready after 60 s (log: $4)"
+# pid_of NAME: the pid of one of the stack's processes (empty when it is not running).
+pid_of() {
+    case $1 in
+    engine) echo "$ENGINE_PID" ;; gateway) echo "$GATEWAY_PID" ;; redis) echo "$REDIS_PID" ;;
+    broker) echo "$BROKER_PID" ;; agents) echo "$AGENTS_PID" ;;
+    esac
 }
 
 # cpu_snapshot LABEL: utime/stime ticks (all threads) of every process, and the time.
 cpu_snapshot() {
     local name pid
     {
-        echo "t_us=$(date +%s%6N)"
-        echo "clk_tck=$(getconf CLK_TCK)"
+        cpu_clock_lines
         for name in engine gateway redis broker agents; do
-            case $name in
-            engine) pid=$ENGINE_PID ;; gateway) pid=$GATEWAY_PID ;; redis) pid=$REDIS_PID ;;
-            broker) pid=$BROKER_PID ;; agents) pid=$AGENTS_PID ;;
-            esac
-            [ -n "$pid" ] || continue
-            awk -v n="$name" '{ sub(/^.*\) /, ""); print n "_utime=" $12; print n "_stime=" $13 }' \
-                "/proc/$pid/stat" 2>/dev/null || echo "${name}_gone=1"
+            pid=$(pid_of "$name")
+            [ -z "$pid" ] || proc_cpu "$name" "$pid" utime stime
         done
     } >"$RUN/cpu.$1"
 }
@@ -213,17 +188,12 @@ cpu_snapshot() {
 # memory_snapshot LABEL: VmRSS and VmHWM (kB) of every process.
 memory_snapshot() {
     local name pid
-    {
-        for name in engine gateway redis broker agents; do
-            case $name in
-            engine) pid=$ENGINE_PID ;; gateway) pid=$GATEWAY_PID ;; redis) pid=$REDIS_PID ;;
-            broker) pid=$BROKER_PID ;; agents) pid=$AGENTS_PID ;;
-            esac
-            [ -n "$pid" ] || continue
-            awk -v n="$name" '/^VmRSS/ {print n "_rss_kb=" $2} /^VmHWM/ {print n "_hwm_kb=" $2}' \
-                "/proc/$pid/status" 2>/dev/null || true
-        done
-    } >"$RUN/memory.$1"
+    for name in engine gateway redis broker agents; do
+        pid=$(pid_of "$name")
+        [ -n "$pid" ] || continue
+        awk -v n="$name" '/^VmRSS/ {print n "_rss_kb=" $2} /^VmHWM/ {print n "_hwm_kb=" $2}' \
+            "/proc/$pid/status" 2>/dev/null || true
+    done >"$RUN/memory.$1"
 }
 
 metrics_snapshot() {
@@ -237,12 +207,6 @@ perf_start() {
         -o "$RUN/perf.$1.data" >"$RUN/perf.$1.log" 2>&1 9>&- &
     PERF_PID=$!
     sleep 0.5
-}
-perf_stop() {
-    [ -n "$PERF_PID" ] || return 0
-    stop_pid perf "$PERF_PID" INT 120
-    wait "$PERF_PID" 2>/dev/null || true
-    PERF_PID=
 }
 
 STATUS=
@@ -261,9 +225,7 @@ if [ "$BUILD_IT" = yes ]; then
         cmake --build '$BUILD' -j 2 --target integral-engine integral-gateway integral-devbroker \
             integral-sim ws_agents gw_produce >>'$RUN/build.log' 2>&1" || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
 fi
-grep -qE 'CMAKE_BUILD_TYPE:STRING=(Release|RelWithDebInfo)$' "$BUILD/CMakeCache.txt" ||
-    die "$BUILD is not a Release or RelWithDebInfo build"
-grep -q 'INTEGRAL_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" && die "$BUILD has sanitizers on"
+check_release_build "$BUILD" 'Release|RelWithDebInfo'
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
 ENGINE_BIN=$BUILD/bin/integral-engine
 GATEWAY_BIN=$BUILD/bin/integral-gateway
@@ -342,56 +304,11 @@ EOF
 
 # start_stack TAG: everything fresh (an empty Redis, an empty broker), files TAG.*.
 start_stack() {
-    local tag=$1 broker_http
-    REDIS_PORT=$(free_port)
+    local tag=$1
     rm -rf "$RUN/redis"
-    mkdir -p "$RUN/redis"
-    cat >"$RUN/$tag.redis.conf" <<CONF
-port $REDIS_PORT
-bind 127.0.0.1
-daemonize yes
-pidfile $RUN/$tag.redis.pid
-dir $RUN/redis
-logfile $RUN/$tag.redis.log
-save ""
-appendonly $AOF
-appendfsync everysec
-CONF
-    redis-server "$RUN/$tag.redis.conf" 9>&- || die "redis-server did not start (log: $RUN/$tag.redis.log)"
-    for _ in $(seq 100); do
-        redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
-        sleep 0.1
-    done
-    REDIS_PID=$(cat "$RUN/$tag.redis.pid")
-    redis-cli -p "$REDIS_PORT" ping | grep -q PONG || die "redis-server not answering"
-
-    broker_http=$(free_port)
-    rm -f "$RUN/$tag.bootstrap"
-    INTEGRAL_BROKER_BOOTSTRAP_FILE="$RUN/$tag.bootstrap" \
-    INTEGRAL_BROKER_TOPICS="interactions:64,alerts:32,assignments:32,feedback:3,deadletter:3" \
-    INTEGRAL_HTTP_PORT="$broker_http" \
-        setsid "$BROKER_BIN" </dev/null >"$RUN/$tag.devbroker.out" 2>"$RUN/$tag.devbroker.log" 9>&- &
-    BROKER_PID=$!
-    for _ in $(seq 100); do
-        [ -s "$RUN/$tag.bootstrap" ] && break
-        kill -0 "$BROKER_PID" 2>/dev/null || die "integral-devbroker exited: $(tail -3 "$RUN/$tag.devbroker.log")"
-        sleep 0.1
-    done
-    [ -s "$RUN/$tag.bootstrap" ] || die "integral-devbroker wrote no bootstrap list"
-    BROKERS=$(cat "$RUN/$tag.bootstrap")
-
-    ENGINE_HTTP=$(free_port)
-    (cd "$ROOT" && exec env \
-        INTEGRAL_KAFKA_BROKERS="$BROKERS" \
-        INTEGRAL_REDIS_HOST=127.0.0.1 INTEGRAL_REDIS_PORT="$REDIS_PORT" \
-        INTEGRAL_HTTP_PORT="$ENGINE_HTTP" \
-        INTEGRAL_ENGINE_RULES_FILE="$ROOT/config/rules.json" \
-        INTEGRAL_ENGINE_MODEL_FILE="$ROOT/config/model.json" \
-        INTEGRAL_ENGINE_CACHE_MAX_DOCUMENTS="$CACHE_MAX" \
-        INTEGRAL_KAFKA_FETCH_WAIT_MAX_MS="$FETCH_WAIT_MS" \
-        setsid "$ENGINE_BIN" --config config/engine.json \
-        </dev/null >"$RUN/$tag.engine.out" 2>"$RUN/$tag.engine.log" 9>&-) &
-    ENGINE_PID=$!
+    start_redis "$RUN/$tag."
+    start_devbroker "$RUN/$tag." "interactions:64,alerts:32,assignments:32,feedback:3,deadletter:3"
+    start_engine "$RUN/$tag."
 
     GATEWAY_PORT=$(free_port)
     (cd "$ROOT" && exec env \
@@ -474,8 +391,7 @@ stop_stack() {
     AGENTS_PID='' GATEWAY_PID='' ENGINE_PID=''
     stop_pid devbroker "$BROKER_PID" TERM 15
     BROKER_PID=''
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-    stop_pid redis-server "$REDIS_PID" TERM 15
+    stop_redis
     REDIS_PID=''
     [ "$KEEP_DATA" = yes ] || rm -rf "$RUN/redis"
 }
@@ -739,9 +655,7 @@ if [ "$PERF" = yes ]; then
         tag=s${p#perf.p}
         for who in engine gateway redis broker; do
             pid=$(sed -n "s/^${who}_pid=//p" "$RUN/$tag.stack.env")
-            perf report -i "$data" --pid "$pid" --no-children --sort dso,sym -g none \
-                --percentage relative --stdio --percent-limit 0.5 2>/dev/null | grep -v '^#' |
-                grep -v '^$' | head -40 >"$RUN/$p.$who.txt" || true
+            perf_top "$data" "$pid" "$RUN/$p.$who.txt"
         done
     done
 fi

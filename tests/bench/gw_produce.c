@@ -40,46 +40,16 @@
  *              [--background-customers 20000] [--seed 1] [--linger-ms 1]
  *              [--expect-out FILE] [--warmup-topic T]
  */
+#include "bench_kafka.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-
-#define EVENT_MAX 1024
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-/* splitmix64: deterministic from (seed, phase). */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint32_t rng_below(uint32_t n)
-{
-    return (uint32_t)(((rng_next() >> 32) * (uint64_t)n) >> 32);
-}
-
-#define PICK(list) list[rng_below((uint32_t)(sizeof list / sizeof list[0]))]
 
 static const char *const channels[] = {"phone", "phone", "phone", "chat", "chat", "email",
                                        "web", "mobile"};
@@ -143,11 +113,11 @@ static void story_begin(story_t *s)
     s->agent = gen.next_agent;
     gen.next_agent = (gen.next_agent + 1) % gen.agents;
     s->step = 0;
-    s->samples = (uint8_t)(1 + rng_below(4));
-    s->negative_at = (uint8_t)rng_below(s->samples);
-    s->channel = (uint8_t)rng_below(sizeof channels / sizeof channels[0]);
-    s->queue = (uint8_t)rng_below(sizeof queues / sizeof queues[0]);
-    s->reason = (uint8_t)rng_below(sizeof reasons / sizeof reasons[0]);
+    s->samples = (uint8_t)(1 + bench_rng_below(4));
+    s->negative_at = (uint8_t)bench_rng_below(s->samples);
+    s->channel = (uint8_t)bench_rng_below(sizeof channels / sizeof channels[0]);
+    s->queue = (uint8_t)bench_rng_below(sizeof queues / sizeof queues[0]);
+    s->reason = (uint8_t)bench_rng_below(sizeof reasons / sizeof reasons[0]);
     s->live = true;
     gen.stories++;
 }
@@ -157,7 +127,7 @@ static void story_end(story_t *s, draft_t *d, const char *contact)
     set(d, "contact.ended");
     snprintf(d->data, sizeof d->data,
              "{\"contact_id\":\"%s\",\"duration_s\":%u,\"resolved\":%s}", contact,
-             60 + rng_below(900), rng_below(3) ? "true" : "false");
+             60 + bench_rng_below(900), bench_rng_below(3) ? "true" : "false");
     s->live = false;
 }
 
@@ -187,8 +157,8 @@ static void story_event(story_t *s, draft_t *d)
         int sample = s->step - 2;
         /* score in thousandths: the negative one in [-1.000, -0.500], others in
          * [-0.400, 0.999]: well clear of the rule's -0.5 */
-        int score = sample == s->negative_at ? -(int)(500 + rng_below(501))
-                                             : (int)rng_below(1400) - 400;
+        int score = sample == s->negative_at ? -(int)(500 + bench_rng_below(501))
+                                             : (int)bench_rng_below(1400) - 400;
         set(d, "sentiment.sampled");
         snprintf(d->data, sizeof d->data, "{\"contact_id\":\"%s\",\"score\":%s%d.%03d}",
                  contact, score < 0 ? "-" : "", abs(score) / 1000, abs(score) % 1000);
@@ -225,118 +195,66 @@ static bool close_next_story(story_t *story, unsigned slots, unsigned *next, dra
 
 static void background_event(draft_t *d, uint32_t customers, uint64_t index)
 {
-    if (rng_below(100) == 0) {
-        unsigned agent = rng_below(gen.agents);
+    if (bench_rng_below(100) == 0) {
+        unsigned agent = bench_rng_below(gen.agents);
         snprintf(d->subject, sizeof d->subject, "agent:%s%04u", gen.prefix, agent);
         set(d, "agent.state");
         snprintf(d->data, sizeof d->data,
                  "{\"agent_id\":\"%s%04u\",\"state\":\"%s\",\"queues\":[\"%s\",\"%s\"]}",
-                 gen.prefix, agent, PICK(agent_states), PICK(queues), PICK(queues));
+                 gen.prefix, agent, BENCH_PICK(agent_states), BENCH_PICK(queues), BENCH_PICK(queues));
         gen.agent_events++;
         return;
     }
     gen.background_events++;
-    snprintf(d->subject, sizeof d->subject, "b%" PRIu32, rng_below(customers));
-    uint32_t r = rng_below(100);
+    snprintf(d->subject, sizeof d->subject, "b%" PRIu32, bench_rng_below(customers));
+    uint32_t r = bench_rng_below(100);
     if (r < 35) {
         set(d, "web.visited");
-        if (rng_below(2))
-            snprintf(d->data, sizeof d->data, "{\"page\":\"%s\",\"intent\":\"%s\"}", PICK(pages),
-                     PICK(intents));
+        if (bench_rng_below(2))
+            snprintf(d->data, sizeof d->data, "{\"page\":\"%s\",\"intent\":\"%s\"}", BENCH_PICK(pages),
+                     BENCH_PICK(intents));
         else
-            snprintf(d->data, sizeof d->data, "{\"page\":\"%s\"}", PICK(pages));
+            snprintf(d->data, sizeof d->data, "{\"page\":\"%s\"}", BENCH_PICK(pages));
     } else if (r < 50) {
-        unsigned cents = 1500 + rng_below(40000);
-        unsigned margin = cents * (15 + rng_below(30)) / 100;
+        unsigned cents = 1500 + bench_rng_below(40000);
+        unsigned margin = cents * (15 + bench_rng_below(30)) / 100;
         set(d, "order.placed");
         snprintf(d->data, sizeof d->data,
                  "{\"order_id\":\"o%u-%" PRIu64 "\",\"amount\":%u.%02u,\"margin\":%u.%02u,"
                  "\"currency\":\"%s\"}",
                  gen.phase, index, cents / 100, cents % 100, margin / 100, margin % 100,
-                 PICK(currencies));
+                 BENCH_PICK(currencies));
     } else if (r < 55) {
-        unsigned cents = 500 + rng_below(10000);
+        unsigned cents = 500 + bench_rng_below(10000);
         set(d, "payment.failed");
         snprintf(d->data, sizeof d->data, "{\"amount\":%u.%02u,\"reason\":\"%s\"}", cents / 100,
-                 cents % 100, PICK(pay_reasons));
+                 cents % 100, BENCH_PICK(pay_reasons));
     } else if (r < 60) {
         set(d, "complaint.filed");
         snprintf(d->data, sizeof d->data, "{\"category\":\"%s\",\"severity\":\"%s\"}",
-                 PICK(categories), PICK(severities));
+                 BENCH_PICK(categories), BENCH_PICK(severities));
     } else if (r < 75) {
         set(d, "survey.answered");
-        snprintf(d->data, sizeof d->data, "{\"csat\":%u,\"nps\":%u}", 1 + rng_below(5),
-                 rng_below(11));
+        snprintf(d->data, sizeof d->data, "{\"csat\":%u,\"nps\":%u}", 1 + bench_rng_below(5),
+                 bench_rng_below(11));
     } else if (r < 90) {
         set(d, "customer.profile");
         snprintf(d->data, sizeof d->data,
                  "{\"name\":\"%s %s\",\"segment\":\"%s\",\"language\":\"%s\","
                  "\"since\":\"20%02u-%02u-01\"}",
-                 PICK(first_names), PICK(last_names), PICK(segments), PICK(languages),
-                 10 + rng_below(16), 1 + rng_below(12));
+                 BENCH_PICK(first_names), BENCH_PICK(last_names), BENCH_PICK(segments), BENCH_PICK(languages),
+                 10 + bench_rng_below(16), 1 + bench_rng_below(12));
     } else {
         set(d, "subscription.changed");
-        const char *action = PICK(sub_actions);
-        int delta = strcmp(action, "upgraded") == 0     ? (int)(5 + rng_below(50))
-                    : strcmp(action, "downgraded") == 0 ? -(int)(5 + rng_below(30))
+        const char *action = BENCH_PICK(sub_actions);
+        int delta = strcmp(action, "upgraded") == 0     ? (int)(5 + bench_rng_below(50))
+                    : strcmp(action, "downgraded") == 0 ? -(int)(5 + bench_rng_below(30))
                                                         : 0;
         if (delta)
             snprintf(d->data, sizeof d->data, "{\"action\":\"%s\",\"mrr_delta\":%d}", action,
                      delta);
         else
             snprintf(d->data, sizeof d->data, "{\"action\":\"%s\"}", action);
-    }
-}
-
-/* ------------------------------------------------------------------------------------------
- * Producer
- * ---------------------------------------------------------------------------------------- */
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* RFC 3339 UTC with milliseconds; the date-time part is cached per second. */
-static void format_time(int64_t ms, char out[32])
-{
-    static time_t cached_s = -1;
-    static char cached[24];
-    time_t s = (time_t)(ms / 1000);
-    if (s != cached_s) {
-        struct tm tm;
-        gmtime_r(&s, &tm);
-        strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
-        cached_s = s;
-    }
-    snprintf(out, 32, "%s.%03dZ", cached, (int)(ms % 1000));
-}
-
-static struct {
-    uint64_t delivered, failed;
-    char first_error[256];
-} stats;
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    if (m->err) {
-        if (!stats.failed)
-            snprintf(stats.first_error, sizeof stats.first_error, "%s",
-                     rd_kafka_err2str(m->err));
-        stats.failed++;
-    } else {
-        stats.delivered++;
     }
 }
 
@@ -359,14 +277,21 @@ static void usage(FILE *f)
             "  --warmup-topic T          produce and flush one message to T first\n");
 }
 
-int main(int argc, char **argv)
+typedef struct {
+    const char *brokers, *topic, *expect_out, *warmup_topic;
+    unsigned phase, slots;
+    double rate, seconds, contact_share;
+    uint32_t background;
+    uint64_t seed;
+    int linger_ms;
+} options_t;
+
+/* Parses the command line into o (and gen's agents and prefix): -1 to go on, or the exit
+ * status (0 after --help, 2 on bad usage). */
+static int parse_options(int argc, char **argv, options_t *o)
 {
-    const char *brokers = NULL, *topic = "interactions", *expect_out = NULL, *warmup = NULL;
-    unsigned phase = 0, slots = 512;
-    double rate = 0, seconds = 0, contact_share = 0.6;
-    uint32_t background = 20000;
-    uint64_t seed = 1;
-    int linger_ms = 1;
+    *o = (options_t){.topic = "interactions", .slots = 512, .contact_share = 0.6,
+                     .background = 20000, .seed = 1, .linger_ms = 1};
     gen.agents = 2000;
     gen.prefix = "A";
     static const struct option options[] = {
@@ -390,181 +315,85 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
-        case 'b': brokers = optarg; break;
-        case 't': topic = optarg; break;
-        case 'p': phase = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'r': rate = strtod(optarg, NULL); break;
-        case 's': seconds = strtod(optarg, NULL); break;
+        case 'b': o->brokers = optarg; break;
+        case 't': o->topic = optarg; break;
+        case 'p': o->phase = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'r': o->rate = strtod(optarg, NULL); break;
+        case 's': o->seconds = strtod(optarg, NULL); break;
         case 'a': gen.agents = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'P': gen.prefix = optarg; break;
-        case 'S': slots = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'c': contact_share = strtod(optarg, NULL); break;
-        case 'B': background = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'e': seed = strtoull(optarg, NULL, 10); break;
-        case 'l': linger_ms = atoi(optarg); break;
-        case 'x': expect_out = optarg; break;
-        case 'w': warmup = optarg; break;
+        case 'S': o->slots = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'c': o->contact_share = strtod(optarg, NULL); break;
+        case 'B': o->background = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'e': o->seed = strtoull(optarg, NULL, 10); break;
+        case 'l': o->linger_ms = atoi(optarg); break;
+        case 'x': o->expect_out = optarg; break;
+        case 'w': o->warmup_topic = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (!brokers || phase > 99 || rate <= 0 || seconds <= 0 || gen.agents < 1 ||
-        gen.agents > 10000 || slots < 1 || contact_share < 0 || contact_share > 1 ||
-        background < 1 || linger_ms < 0 || strlen(gen.prefix) > 16) {
+    if (!o->brokers || o->phase > 99 || o->rate <= 0 || o->seconds <= 0 || gen.agents < 1 ||
+        gen.agents > 10000 || o->slots < 1 || o->contact_share < 0 || o->contact_share > 1 ||
+        o->background < 1 || o->linger_ms < 0 || strlen(gen.prefix) > 16) {
         usage(stderr);
         return 2;
     }
-    gen.phase = phase;
-    uint64_t count = (uint64_t)(rate * seconds + 0.5);
+    gen.phase = o->phase;
+    return -1;
+}
 
-    char errstr[512], linger[16];
-    snprintf(linger, sizeof linger, "%d", linger_ms);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *pairs[] = {
-        "bootstrap.servers", brokers, "linger.ms", linger,
-        "queue.buffering.max.messages", "2000000", "queue.buffering.max.kbytes", "2097152",
-        "batch.num.messages", "10000", "compression.codec", "none", NULL,
-    };
-    for (int i = 0; pairs[i]; i += 2) {
-        if (rd_kafka_conf_set(conf, pairs[i], pairs[i + 1], errstr, sizeof errstr)) {
-            fprintf(stderr, "gw_produce: %s: %s\n", pairs[i], errstr);
-            return 2;
-        }
-    }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        fprintf(stderr, "gw_produce: %s\n", errstr);
-        return 1;
-    }
-    FILE *expect = NULL;
-    if (expect_out && !(expect = fopen(expect_out, "w"))) {
-        fprintf(stderr, "gw_produce: %s: %s\n", expect_out, strerror(errno));
-        return 1;
-    }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+/* Event n of the phase into d: a story's or a background customer's while n < count, then the
+ * stories' closing events. false when there is none left. */
+static bool next_event(draft_t *d, const options_t *o, story_t *story, uint64_t n,
+                       uint64_t count, uint32_t share_permille, unsigned *closing)
+{
+    if (n >= count)
+        return close_next_story(story, o->slots, closing, d);
+    if (bench_rng_below(1000) < share_permille)
+        story_event(&story[bench_rng_below(o->slots)], d);
+    else
+        background_event(d, o->background, n);
+    return true;
+}
 
-    if (warmup) {
-        /* The connection and the event topic's metadata, so that the first events do not
-         * carry the producer's start-up. */
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(warmup), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY("bench-warmup", 12), RD_KAFKA_V_VALUE("warmup", 6), RD_KAFKA_V_END);
-        if (!err)
-            err = rd_kafka_flush(rk, 30000);
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        if (!err)
-            err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(rkt);
-        if (err || stats.failed) {
-            fprintf(stderr, "gw_produce: warm-up to %s: %s\n", warmup,
-                    err ? rd_kafka_err2str(err) : stats.first_error);
-            return 1;
-        }
-        stats.delivered = 0;
-    }
-
-    story_t *story = calloc(slots, sizeof *story);
-    if (!story) {
-        fprintf(stderr, "gw_produce: out of memory\n");
-        return 1;
-    }
-    rng_state = seed * 0x2545f4914f6cdd1dULL ^ ((uint64_t)phase << 40);
-    uint32_t share_permille = (uint32_t)(contact_share * 1000 + 0.5);
-
-    uint64_t produced = 0, value_bytes = 0, queue_full = 0;
-    int64_t first_us = 0, last_us = 0, max_behind_ns = 0;
-    int64_t t0 = mono_ns();
+/* Produces the phase's events on schedule; 0, or 1 after a message. */
+static int produce_events(rd_kafka_t *rk, const options_t *o, story_t *story, FILE *expect,
+                          bench_run_t *run)
+{
+    bench_rng_seed(o->seed * 0x2545f4914f6cdd1dULL ^ ((uint64_t)o->phase << 40));
+    uint32_t share_permille = (uint32_t)(o->contact_share * 1000 + 0.5);
+    uint64_t count = (uint64_t)(o->rate * o->seconds + 0.5);
+    int64_t t0 = bench_mono_ns();
     draft_t d;
-    char value[EVENT_MAX], when[32];
+    char value[BENCH_EVENT_MAX], when[32], id[64];
     unsigned closing = 0;
-    for (uint64_t n = 0; !stop_requested; n++) {
-        if (n < count) {
-            if (rng_below(1000) < share_permille)
-                story_event(&story[rng_below(slots)], &d);
-            else
-                background_event(&d, background, n);
-        } else if (!close_next_story(story, slots, &closing, &d)) {
+    for (uint64_t n = 0; !bench_stop_requested; n++) {
+        if (!next_event(&d, o, story, n, count, share_permille, &closing))
             break;
-        }
-        int64_t due = t0 + (int64_t)((double)n * 1e9 / rate);
-        int64_t now = mono_ns();
-        if (now < due) {
-            rd_kafka_poll(rk, 0);
-            struct timespec ts = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
-            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR &&
-                   !stop_requested)
-                ;
-        } else if (now - due > max_behind_ns) {
-            max_behind_ns = now - due;
-        }
-        int64_t t_us = wall_us(), ts_ms = t_us / 1000;
-        format_time(ts_ms, when);
-        char id[64];
-        snprintf(id, sizeof id, "e%u-%" PRIu64 "-%" PRId64, phase, n, t_us);
-        int len = snprintf(value, sizeof value,
-                           "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/bench/gateway\","
-                           "\"type\":\"%s\",\"time\":\"%s\",\"subject\":\"%s\",\"data\":%s}",
-                           id, d.type, when, d.subject, d.data);
-        if (len < 0 || len >= (int)sizeof value) {
-            fprintf(stderr, "gw_produce: event %" PRIu64 " too long\n", n);
+        bench_pace(rk, run, t0, n, o->rate);
+        int64_t t_us = bench_wall_us(), ts_ms = t_us / 1000;
+        bench_format_time(ts_ms, when);
+        snprintf(id, sizeof id, "e%u-%" PRIu64 "-%" PRId64, o->phase, n, t_us);
+        int len = bench_format_event(value, id, "/bench/gateway", d.type, when, d.subject,
+                                     d.data);
+        if (len < 0 || bench_send(rk, run, o->topic, d.subject, value, len, ts_ms) < 0)
             return 1;
-        }
-        size_t key_len = strlen(d.subject);
-        for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(d.subject, key_len), RD_KAFKA_V_VALUE(value, (size_t)len),
-                RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_END);
-            if (!err)
-                break;
-            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                fprintf(stderr, "gw_produce: produce: %s\n", rd_kafka_err2str(err));
-                return 1;
-            }
-            queue_full++;
-            rd_kafka_poll(rk, 1);
-        }
-        if (!first_us)
-            first_us = t_us;
-        last_us = t_us;
-        produced++;
-        value_bytes += (uint64_t)len;
+        bench_note_produced(run, t_us);
         if (expect && d.agent[0])
             fprintf(expect, "%s %s\n", id, d.agent);
-        if ((n & 255) == 0)
-            rd_kafka_poll(rk, 0);
     }
-    int64_t produced_us = wall_us();
-    rd_kafka_resp_err_t ferr = rd_kafka_flush(rk, 120000);
-    int64_t flushed_us = wall_us();
-    int rc = 0;
-    if (expect && fclose(expect) != 0) {
-        fprintf(stderr, "gw_produce: %s: %s\n", expect_out, strerror(errno));
-        rc = 1;
-    }
-    if (ferr) {
-        fprintf(stderr, "gw_produce: flush: %s (%d left)\n", rd_kafka_err2str(ferr),
-                rd_kafka_outq_len(rk));
-        rc = 1;
-    }
-    if (stats.failed) {
-        fprintf(stderr, "gw_produce: %" PRIu64 " deliveries failed: %s\n", stats.failed,
-                stats.first_error);
-        rc = 1;
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double elapsed = (double)(last_us - first_us) / 1e6;
-    printf("phase=%u\n", phase);
-    printf("rate_target=%.0f\n", rate);
-    printf("produced=%" PRIu64 "\n", produced);
-    printf("delivered=%" PRIu64 "\n", stats.delivered);
-    printf("failed=%" PRIu64 "\n", stats.failed);
+    return 0;
+}
+
+static void print_summary(const options_t *o, const bench_run_t *run)
+{
+    double elapsed = (double)(run->last_us - run->first_us) / 1e6;
+    printf("phase=%u\n", o->phase);
+    printf("rate_target=%.0f\n", o->rate);
+    printf("produced=%" PRIu64 "\n", run->produced);
+    printf("delivered=%" PRIu64 "\n", bench_delivery.delivered);
+    printf("failed=%" PRIu64 "\n", bench_delivery.failed);
     printf("contact_events=%" PRIu64 "\n", gen.contact_events);
     printf("background_events=%" PRIu64 "\n", gen.background_events);
     printf("agent_state_events=%" PRIu64 "\n", gen.agent_events);
@@ -572,19 +401,49 @@ int main(int argc, char **argv)
     printf("stories=%" PRIu64 "\n", gen.stories);
     printf("screen_pops_expected=%" PRIu64 "\n", gen.pops);
     printf("alerts_expected=%" PRIu64 "\n", gen.alerts);
-    printf("avg_value_bytes=%.1f\n", produced ? (double)value_bytes / (double)produced : 0.0);
-    printf("first_produce_us=%" PRId64 "\n", first_us);
-    printf("last_produce_us=%" PRId64 "\n", last_us);
-    printf("produce_done_us=%" PRId64 "\n", produced_us);
-    printf("flushed_us=%" PRId64 "\n", flushed_us);
+    printf("avg_value_bytes=%.1f\n",
+           run->produced ? (double)run->value_bytes / (double)run->produced : 0.0);
+    bench_print_times(run);
     printf("elapsed_s=%.3f\n", elapsed);
-    printf("rate_achieved=%.0f\n", elapsed > 0 ? (double)(produced - 1) / elapsed : 0.0);
-    printf("max_behind_schedule_ms=%.3f\n", (double)max_behind_ns / 1e6);
-    printf("queue_full=%" PRIu64 "\n", queue_full);
-    printf("cpu_user_s=%.3f\n", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6);
-    printf("cpu_sys_s=%.3f\n", (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    printf("rate_achieved=%.0f\n",
+           elapsed > 0 ? (double)(run->produced - 1) / elapsed : 0.0);
+    bench_print_pacing_and_cpu(run);
     fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    int status = parse_options(argc, argv, &o);
+    if (status >= 0)
+        return status;
+    bench_kafka_init("gw_produce");
+    rd_kafka_t *rk = bench_producer_new(o.brokers, o.linger_ms);
+    if (!rk)
+        return 1;
+    FILE *expect = NULL;
+    if (o.expect_out && !(expect = fopen(o.expect_out, "w"))) {
+        fprintf(stderr, "gw_produce: %s: %s\n", o.expect_out, strerror(errno));
+        return 1;
+    }
+    bench_install_stop_signals();
+    if (o.warmup_topic && bench_producer_warm_up(rk, o.warmup_topic, o.topic) < 0)
+        return 1;
+    story_t *story = calloc(o.slots, sizeof *story);
+    if (!story) {
+        fprintf(stderr, "gw_produce: out of memory\n");
+        return 1;
+    }
+    bench_run_t run = {0};
+    if (produce_events(rk, &o, story, expect, &run))
+        return 1;
+    int rc = bench_producer_flush(rk, &run);
+    if (expect && fclose(expect) != 0) {
+        fprintf(stderr, "gw_produce: %s: %s\n", o.expect_out, strerror(errno));
+        rc = 1;
+    }
+    print_summary(&o, &run);
     free(story);
     rd_kafka_destroy(rk);
-    return stop_requested ? 130 : rc;
+    return bench_stop_requested ? 130 : rc;
 }

@@ -22,69 +22,8 @@ import os
 import re
 import sys
 
-
-def kv(path):
-    out = {}
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if "=" in line:
-                k, v = line.split("=", 1)
-                if re.fullmatch(r"-?[0-9]+", v):
-                    out[k] = int(v)
-                elif re.fullmatch(r"-?[0-9]*\.[0-9]+(e[-+]?[0-9]+)?", v):
-                    out[k] = float(v)
-                else:
-                    out[k] = v
-    return out
-
-
-def metrics(path):
-    """{(name, labels): value} of a Prometheus text exposition."""
-    out = {}
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            if not line or line[0] == "#":
-                continue
-            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-            if m:
-                out[(m.group(1), m.group(2) or "")] = float(m.group(3))
-    return out
-
-
-def total(ms, name):
-    return sum(v for (n, _), v in ms.items() if n == name)
-
-
-def histogram(after, before, name):
-    """Bucket deltas [(le, cumulative count)] of an unlabelled histogram."""
-    buckets = {}
-    for (n, labels), v in after.items():
-        if n == name + "_bucket":
-            le = re.search(r'le="([^"]*)"', labels).group(1)
-            buckets[le] = v - before.get((n, labels), 0.0)
-    return sorted((math.inf if le == "+Inf" else float(le), c) for le, c in buckets.items())
-
-
-def hist_quantile(buckets, q):
-    """Prometheus histogram_quantile: linear interpolation inside the bucket."""
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in buckets:
-        if c >= rank:
-            if le == math.inf:
-                return prev_le
-            if c == prev_c:
-                return le
-            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
-        prev_le, prev_c = le, c
-    return prev_le
+from bench_common import cpu_snapshots, cpu_ticks_s, delta, histogram, hist_quantile, kv, \
+    metrics, window_s
 
 
 def hist_summary(buckets):
@@ -96,16 +35,15 @@ def hist_summary(buckets):
 
 
 def cpu_seconds(run, start, end, who):
-    a, b = kv(os.path.join(run, "cpu." + start)), kv(os.path.join(run, "cpu." + end))
+    a, b = cpu_snapshots(run, start, end)
     if not a or not b or who + "_utime" not in a or who + "_utime" not in b:
         return None
-    tck = float(a.get("clk_tck", 100))
-    return ((b[who + "_utime"] + b[who + "_stime"]) - (a[who + "_utime"] + a[who + "_stime"])) / tck
+    return cpu_ticks_s(a, b, who)
 
 
-def window_s(run, start, end):
-    a, b = kv(os.path.join(run, "cpu." + start)), kv(os.path.join(run, "cpu." + end))
-    return (b["t_us"] - a["t_us"]) / 1e6 if a and b else None
+def cpu_window_s(run, start, end):
+    a, b = cpu_snapshots(run, start, end)
+    return window_s(a, b) if a and b else None
 
 
 PROCS = ["engine", "gateway", "redis", "broker", "agents"]
@@ -157,6 +95,24 @@ def rfc3339_ms(text):
         return None
 
 
+def raw_alert_lines(run, stack, min_fields):
+    """(line, fields) of the stack's ws_agents raw alert lines with at least min_fields."""
+    raw = os.path.join(run, stack + ".agents.raw")
+    if not os.path.exists(raw):
+        return
+    with open(raw) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= min_fields:
+                yield line, parts
+
+
+def add_example(examples, kind, line):
+    """Keeps the first five lines of each kind of problem."""
+    if len(examples[kind]) < 5:
+        examples[kind].append(line.strip())
+
+
 def sim_join(run, phases, stacks):
     """--source sim: the phase's alerts on Kafka against what the sockets got."""
     expected = {}      # alert id -> agent (alerts with agent_id)
@@ -202,66 +158,55 @@ def sim_join(run, phases, stacks):
     for ph in phases:
         stack_phases.setdefault(ph["stack"], set()).add(ph["phase"])
 
-    def example(kind, line):
-        if len(examples[kind]) < 5:
-            examples[kind].append(line.strip())
-
     for st in stacks:
-        raw = os.path.join(run, st + ".agents.raw")
-        if not os.path.exists(raw):
-            continue
-        with open(raw) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 7:
+        for line, parts in raw_alert_lines(run, st, 7):
+            agent, eid, aid, alert_agent = parts[0], parts[1], parts[2], parts[6]
+            m = re.match(r"sim-([0-9]+)-", eid)
+            if m and int(parts[5]) >= 0 and alert_agent != "-":
+                # Held alerts waited for the customer's contact: not in the latency.
+                arrivals.setdefault(int(m.group(1)), []).append(int(parts[5]))
+            if aid not in phase_of or phase_of[aid] not in stack_phases[st]:
+                unexpected += 1
+                add_example(examples, "unexpected", line)
+                continue
+            ev_ms, built_ms = times_of.get(aid, (None, None))
+            seg = segments.setdefault(phase_of[aid], {})
+            if alert_agent == "-" and ev_ms is not None:
+                seg.setdefault("held", []).append(int(parts[4]) - ev_ms * 1000)
+            elif ev_ms is not None and built_ms is not None:
+                seq_ms = int(parts[3].split("-")[0]) if parts[3] != "-" else None
+                seg.setdefault("to_engine", []).append((built_ms - ev_ms) * 1000)
+                if seq_ms is not None:
+                    seg.setdefault("to_log", []).append((seq_ms - built_ms) * 1000)
+                    seg.setdefault("to_socket", []).append(int(parts[4]) - seq_ms * 1000)
+            if alert_agent == "-":  # held, handed over with a screen pop
+                held_received += 1
+                if (aid, agent) in held_seen:
+                    held_dup += 1
+                    add_example(examples, "duplicate", line)
                     continue
-                agent, eid, aid, alert_agent = parts[0], parts[1], parts[2], parts[6]
-                m = re.match(r"sim-([0-9]+)-", eid)
-                if m and int(parts[5]) >= 0 and alert_agent != "-":
-                    # Held alerts waited for the customer's contact: not in the latency.
-                    arrivals.setdefault(int(m.group(1)), []).append(int(parts[5]))
-                if aid not in phase_of or phase_of[aid] not in stack_phases[st]:
-                    unexpected += 1
-                    example("unexpected", line)
-                    continue
-                ev_ms, built_ms = times_of.get(aid, (None, None))
-                seg = segments.setdefault(phase_of[aid], {})
-                if alert_agent == "-" and ev_ms is not None:
-                    seg.setdefault("held", []).append(int(parts[4]) - ev_ms * 1000)
-                elif ev_ms is not None and built_ms is not None:
-                    seq_ms = int(parts[3].split("-")[0]) if parts[3] != "-" else None
-                    seg.setdefault("to_engine", []).append((built_ms - ev_ms) * 1000)
-                    if seq_ms is not None:
-                        seg.setdefault("to_log", []).append((seq_ms - built_ms) * 1000)
-                        seg.setdefault("to_socket", []).append(int(parts[4]) - seq_ms * 1000)
-                if alert_agent == "-":  # held, handed over with a screen pop
-                    held_received += 1
-                    if (aid, agent) in held_seen:
-                        held_dup += 1
-                        example("duplicate", line)
-                        continue
-                    held_seen.add((aid, agent))
-                    if agent not in assigned.get((st, customer_of.get(aid)), ()):
-                        held_misplaced += 1
-                        example("held_misplaced", line)
-                    continue
-                if aid in received:
-                    dup += 1
-                    example("duplicate", line)
-                    continue
-                received[aid] = agent
-                if aid not in expected:
-                    unexpected += 1
-                    example("unexpected", line)
-                elif expected[aid] != agent:
-                    wrong += 1
-                    example("wrong_agent", line)
+                held_seen.add((aid, agent))
+                if agent not in assigned.get((st, customer_of.get(aid)), ()):
+                    held_misplaced += 1
+                    add_example(examples, "held_misplaced", line)
+                continue
+            if aid in received:
+                dup += 1
+                add_example(examples, "duplicate", line)
+                continue
+            received[aid] = agent
+            if aid not in expected:
+                unexpected += 1
+                add_example(examples, "unexpected", line)
+            elif expected[aid] != agent:
+                wrong += 1
+                add_example(examples, "wrong_agent", line)
     missing_by_phase = {}
     for aid, agent in expected.items():
         if aid not in received:
             p = phase_of.get(aid, 0)
             missing_by_phase[p] = missing_by_phase.get(p, 0) + 1
-            example("missing", "%s %s" % (aid, agent))
+            add_example(examples, "missing", "%s %s" % (aid, agent))
     return {"expected": expected, "received": received, "dup": dup, "wrong": wrong,
             "unexpected": unexpected, "examples": examples, "arrivals": arrivals,
             "missing_by_phase": missing_by_phase, "held_received": held_received,
@@ -312,39 +257,28 @@ def main():
     examples = {"missing": [], "duplicate": [], "wrong_agent": [], "unexpected": []}
     arrivals = {}  # phase -> latencies (us) in arrival order
     for st in ([] if sim else stacks):
-        raw = os.path.join(run, st + ".agents.raw")
-        if not os.path.exists(raw):
-            continue
-        with open(raw) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) < 6:
-                    continue
-                agent, eid = parts[0], parts[1]
-                m = re.match(r"e([0-9]+)-", eid)
-                if m and int(parts[5]) >= 0:
-                    arrivals.setdefault(int(m.group(1)), []).append(int(parts[5]))
-                if eid in received:
-                    dup += 1
-                    if len(examples["duplicate"]) < 5:
-                        examples["duplicate"].append(line.strip())
-                    continue
-                received[eid] = agent
-                if eid not in expected:
-                    unexpected += 1
-                    if len(examples["unexpected"]) < 5:
-                        examples["unexpected"].append(line.strip())
-                elif expected[eid] != agent:
-                    wrong += 1
-                    if len(examples["wrong_agent"]) < 5:
-                        examples["wrong_agent"].append(line.strip())
+        for line, parts in raw_alert_lines(run, st, 6):
+            agent, eid = parts[0], parts[1]
+            m = re.match(r"e([0-9]+)-", eid)
+            if m and int(parts[5]) >= 0:
+                arrivals.setdefault(int(m.group(1)), []).append(int(parts[5]))
+            if eid in received:
+                dup += 1
+                add_example(examples, "duplicate", line)
+                continue
+            received[eid] = agent
+            if eid not in expected:
+                unexpected += 1
+                add_example(examples, "unexpected", line)
+            elif expected[eid] != agent:
+                wrong += 1
+                add_example(examples, "wrong_agent", line)
     missing_by_phase = {}
     for eid, agent in expected.items():
         if eid not in received:
             p = int(eid[1:].split("-")[0])
             missing_by_phase[p] = missing_by_phase.get(p, 0) + 1
-            if len(examples["missing"]) < 5:
-                examples["missing"].append("%s %s" % (eid, agent))
+            add_example(examples, "missing", "%s %s" % (eid, agent))
     missing = sum(missing_by_phase.values())
     if sim:
         expected, received, dup, wrong, unexpected = join["expected"], join["received"], \
@@ -364,7 +298,7 @@ def main():
             metrics(os.path.join(run, "metrics.gateway.p%d.after" % n))
         end_mem = kv(os.path.join(run, "memory.%s.end" % st))
         cpu = {w: cpu_seconds(run, "p%d.start" % n, "p%d.end" % n, w) for w in PROCS}
-        win = window_s(run, "p%d.start" % n, "p%d.end" % n)
+        win = cpu_window_s(run, "p%d.start" % n, "p%d.end" % n)
         events = prod.get("produced", 0)
         lat = a.get("latency_ms", {})
         seq = arrivals.get(n, [])
@@ -405,18 +339,12 @@ def main():
                 histogram(ea, eb, "integral_engine_consume_latency_seconds")),
             "engine_alert_latency": hist_summary(
                 histogram(ea, eb, "integral_engine_alert_latency_seconds")),
-            "engine_events": total(ea, "integral_engine_events_total") -
-            total(eb, "integral_engine_events_total"),
-            "engine_alerts": total(ea, "integral_engine_alerts_total") -
-            total(eb, "integral_engine_alerts_total"),
-            "engine_deadlettered": total(ea, "integral_engine_deadlettered_total") -
-            total(eb, "integral_engine_deadlettered_total"),
-            "gateway_alerts_sent": total(ga, "integral_gateway_alerts_sent") -
-            total(gb, "integral_gateway_alerts_sent"),
-            "gateway_screen_pops": total(ga, "integral_gateway_screen_pops") -
-            total(gb, "integral_gateway_screen_pops"),
-            "gateway_ws_messages_out": total(ga, "integral_gateway_ws_messages_out") -
-            total(gb, "integral_gateway_ws_messages_out"),
+            "engine_events": delta(ea, eb, "integral_engine_events_total"),
+            "engine_alerts": delta(ea, eb, "integral_engine_alerts_total"),
+            "engine_deadlettered": delta(ea, eb, "integral_engine_deadlettered_total"),
+            "gateway_alerts_sent": delta(ga, gb, "integral_gateway_alerts_sent"),
+            "gateway_screen_pops": delta(ga, gb, "integral_gateway_screen_pops"),
+            "gateway_ws_messages_out": delta(ga, gb, "integral_gateway_ws_messages_out"),
             "cpu_window_s": win,
             "cpu_s": cpu,
             "cpu_us_per_event": {w: (None if c is None or not events else c * 1e6 / events)
@@ -447,7 +375,7 @@ def main():
         shares = []
         for st in stacks:
             c, t = cpu_seconds(run, st + ".idle.start", st + ".idle.end", w), \
-                window_s(run, st + ".idle.start", st + ".idle.end")
+                cpu_window_s(run, st + ".idle.start", st + ".idle.end")
             if c is not None and t:
                 shares.append(c / t)
         idle[w] = median(shares)
