@@ -405,25 +405,17 @@ PHASES_FILE=$RUN/phases.txt
 FAILED_PHASE=
 
 # produce_and_wait TAG PHASE RATE SECONDS KIND: produce, then wait for every expected alert.
-produce_and_wait() {
-    local tag=$1 phase=$2 rate=$3 seconds=$4 kind=$5 expected got prev=-1 t0 now last_progress
-    log "$tag: phase $phase ($kind): $rate events/s for $seconds s"
-    metrics_snapshot "p$phase.before"
-    [ "$kind" = warmup ] || perf_start "p$phase"
-    cpu_snapshot "p$phase.start"
-    "$PRODUCE" --brokers "$BROKERS" --phase "$phase" --rate "$rate" --seconds "$seconds" \
-        --agents "$AGENTS" --slots "$SLOTS" --contact-share "$CONTACT_SHARE" \
-        --background-customers "$BACKGROUND" --expect-out "$RUN/p$phase.expect" \
-        --warmup-topic deadletter >"$RUN/p$phase.produce" 2>"$RUN/p$phase.produce.log" 9>&- &
-    PRODUCE_PID=$!
-    wait "$PRODUCE_PID" || { PRODUCE_PID=''; die "gw_produce failed: $(cat "$RUN/p$phase.produce.log")"; }
-    PRODUCE_PID=''
-    expected=$(sed -n 's/^alerts_expected=//p' "$RUN/p$phase.produce")
+# wait_for_alerts TAG PHASE EXPECTED: until the agents have every expected alert of the
+# phase (held ones, counted apart by ws_agents, do not count), or progress stalls for STALL_S,
+# or DRAIN_S pass (FAILED_PHASE is then set). Sets WAITED to the seconds it took.
+wait_for_alerts() {
+    local tag=$1 phase=$2 expected=$3 a h got prev=-1 now t0 last_progress
     t0=$(date +%s)
     last_progress=$t0
     while :; do
-        got=$(status_value "phase_${phase}_alerts")
-        got=${got:-0}
+        a=$(status_value "phase_${phase}_alerts")
+        h=$(status_value "phase_${phase}_held")
+        got=$(( ${a:-0} - ${h:-0} ))
         [ "$got" -ge "$expected" ] && break
         now=$(date +%s)
         [ "$got" != "$prev" ] && { prev=$got; last_progress=$now; }
@@ -437,14 +429,37 @@ produce_and_wait() {
         kill -0 "$ENGINE_PID" 2>/dev/null || die "the engine died: $(tail -3 "$RUN/$tag.engine.log")"
         sleep 0.1
     done
-    local waited=$(( $(date +%s) - t0 ))
-    sleep 1 # stragglers: a duplicate or an unexpected alert would show now
-    cpu_snapshot "p$phase.end"
+    WAITED=$(( $(date +%s) - t0 ))
+}
+
+# finish_phase PHASE: a second for stragglers (a duplicate or an unexpected alert would show
+# now), then the phase's CPU, profile, metrics and memory snapshots.
+finish_phase() {
+    sleep 1
+    cpu_snapshot "p$1.end"
     perf_stop
-    metrics_snapshot "p$phase.after"
-    memory_snapshot "p$phase.after"
+    metrics_snapshot "p$1.after"
+    memory_snapshot "p$1.after"
+}
+
+produce_and_wait() {
+    local tag=$1 phase=$2 rate=$3 seconds=$4 kind=$5 expected
+    log "$tag: phase $phase ($kind): $rate events/s for $seconds s"
+    metrics_snapshot "p$phase.before"
+    [ "$kind" = warmup ] || perf_start "p$phase"
+    cpu_snapshot "p$phase.start"
+    "$PRODUCE" --brokers "$BROKERS" --phase "$phase" --rate "$rate" --seconds "$seconds" \
+        --agents "$AGENTS" --slots "$SLOTS" --contact-share "$CONTACT_SHARE" \
+        --background-customers "$BACKGROUND" --expect-out "$RUN/p$phase.expect" \
+        --warmup-topic deadletter >"$RUN/p$phase.produce" 2>"$RUN/p$phase.produce.log" 9>&- &
+    PRODUCE_PID=$!
+    wait "$PRODUCE_PID" || { PRODUCE_PID=''; die "gw_produce failed: $(cat "$RUN/p$phase.produce.log")"; }
+    PRODUCE_PID=''
+    expected=$(sed -n 's/^alerts_expected=//p' "$RUN/p$phase.produce")
+    wait_for_alerts "$tag" "$phase" "$expected"
+    finish_phase "$phase"
     echo "$phase $rate $seconds $kind $tag" >>"$PHASES_FILE"
-    log "$tag: phase $phase: $(status_value "phase_${phase}_alerts") of $expected alerts; achieved $(sed -n 's/^rate_achieved=//p' "$RUN/p$phase.produce") events/s; waited ${waited} s after the producer's flush"
+    log "$tag: phase $phase: $(status_value "phase_${phase}_alerts") of $expected alerts; achieved $(sed -n 's/^rate_achieved=//p' "$RUN/p$phase.produce") events/s; waited ${WAITED} s after the producer's flush"
 }
 
 # engine_consumed FILE: events the engine has taken off the interactions topic (parsed, dead-
@@ -539,30 +554,8 @@ with open(os.path.join(run, "p%s.produce" % phase), "w") as f:
                consumed, on_kafka, len(direct), len(held)))
 PYEOF
     expected=$(sed -n 's/^alerts_expected=//p' "$RUN/p$phase.produce")
-    t_wait=$(date +%s)
-    last_progress=$t_wait
-    prev=-1
-    while :; do
-        a=$(status_value "phase_${phase}_alerts")
-        h=$(status_value "phase_${phase}_held")
-        got=$(( ${a:-0} - ${h:-0} ))
-        [ "$got" -ge "$expected" ] && break
-        now=$(date +%s)
-        [ "$got" != "$prev" ] && { prev=$got; last_progress=$now; }
-        if [ $((now - last_progress)) -ge $STALL_S ] || [ $((now - t_wait)) -ge "$DRAIN_S" ]; then
-            log "$tag: phase $phase: only $got of $expected alerts after $((now - t_wait)) s"
-            FAILED_PHASE=$phase
-            break
-        fi
-        kill -0 "$AGENTS_PID" 2>/dev/null || die "ws_agents exited: $(tail -3 "$RUN/$tag.agents.log")"
-        kill -0 "$GATEWAY_PID" 2>/dev/null || die "the gateway died: $(tail -3 "$RUN/$tag.gateway.log")"
-        sleep 0.1
-    done
-    sleep 1 # stragglers: a duplicate or an unexpected alert would show now
-    cpu_snapshot "p$phase.end"
-    perf_stop
-    metrics_snapshot "p$phase.after"
-    memory_snapshot "p$phase.after"
+    wait_for_alerts "$tag" "$phase" "$expected"
+    finish_phase "$phase"
     echo "$phase $rate $seconds $kind $tag" >>"$PHASES_FILE"
     a=$(status_value "phase_${phase}_alerts")
     h=$(status_value "phase_${phase}_held")
