@@ -762,6 +762,23 @@ int redis_client_command_argv(redis_client_t *c, redis_reply_cb cb, void *data, 
     return rc;
 }
 
+int redis_client_command_formatted(redis_client_t *c, redis_reply_cb cb, void *data,
+                                   const char *cmd, size_t len)
+{
+    if (!c || !cmd || len == 0)
+        return c ? refuse(c, REDIS_CLIENT_EINVAL) : REDIS_CLIENT_EINVAL;
+    if (c->state == REDIS_STATE_CLOSED)
+        return refuse(c, REDIS_CLIENT_ECLOSED);
+    return submit(c, cb, data, cmd, len);
+}
+
+unsigned redis_client_room(const redis_client_t *c)
+{
+    if (c->state != REDIS_STATE_READY)
+        return 0;
+    return (unsigned)(c->opts.max_pending - c->pending_count);
+}
+
 redis_state_t redis_client_state(const redis_client_t *c)
 {
     return c->state;

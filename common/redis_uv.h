@@ -143,6 +143,17 @@ int redis_client_command(redis_client_t *c, redis_reply_cb cb, void *data, const
 int redis_client_command_argv(redis_client_t *c, redis_reply_cb cb, void *data, int argc,
                               const char **argv, const size_t *argvlen);
 
+/* Queues one command the caller has already encoded in RESP ("*3\r\n$3\r\nSET\r\n..."):
+ * for a large command built straight from the caller's buffers, without the argv copy that
+ * redis_client_command_argv makes. cmd (len bytes) is copied; it must hold exactly one
+ * command. Returns and calls cb as redis_client_command. */
+int redis_client_command_formatted(redis_client_t *c, redis_reply_cb cb, void *data,
+                                   const char *cmd, size_t len);
+
+/* How many more commands would be accepted now (0 unless READY): a caller that must send a
+ * group of commands all or nothing (MULTI ... EXEC) checks this first. */
+unsigned redis_client_room(const redis_client_t *c);
+
 /* Closes the client. The state becomes CLOSED at once (reported through on_state, the last
  * report) and new commands are refused. Pending commands get their replies if the connection is
  * READY and Redis answers within command_timeout_ms, otherwise they fail with NULL. close_cb

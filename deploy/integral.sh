@@ -69,9 +69,7 @@ daemonize yes
 pidfile $RUN/redis.pid
 dir $RUN/redis
 logfile $RUN/redis.log
-appendonly yes
-appendfsync everysec
-save ""
+include $ROOT/config/redis.conf
 CONF
     redis-server "$RUN/redis.conf" || die "redis-server did not start (log: $RUN/redis.log)"
     for _ in $(seq 100); do

@@ -8,6 +8,7 @@
 #include "scores.h"
 #include "state.h"
 #include "store.h"
+#include "timefmt.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -324,15 +325,43 @@ static void evaluate(customers_t *cs, int index, customer_t *c, batch_t *batch,
     metrics_counter_inc(cs->alerts_by_rule[index]);
 }
 
+/* The event's timeline entry goes into the batch's write, pushed with the customer's
+ * document in one transaction (store.h: {c:ID}:timeline). */
+static void push_timeline(batch_t *batch, const customer_t *c, const event_t *ev,
+                          const apply_result_t *res)
+{
+    char entry[512], at[TIMEFMT_TEXT_SIZE], keep[16]; /* 512: a 63-byte text all escaped */
+    jsonw_t w;
+    timefmt_format(ev->time_ms, at, sizeof at);
+    jsonw_init(&w, entry, sizeof entry);
+    jsonw_object_begin(&w);
+    jsonw_key(&w, "time");
+    jsonw_string(&w, at);
+    jsonw_key(&w, "type");
+    jsonw_string(&w, event_type_name(ev->type));
+    jsonw_key(&w, "text");
+    jsonw_string(&w, res->timeline_text);
+    jsonw_object_end(&w);
+    long n = jsonw_finish(&w);
+    snprintf(keep, sizeof keep, "%d", STATE_TIMELINE_MAX);
+    if (n < 0 || pipeline_queue_op(batch, STORE_OP_TIMELINE, ev->time_ms, c->id, keep, entry,
+                                   (size_t)n) < 0)
+        log_error("engine: timeline entry of %s (event %s) not written", c->id, ev->id);
+}
+
 void customers_on_applied(pipeline_t *p, batch_t *batch, const doc_ops_t *ops, void *doc,
                           const event_t *ev, bool late, void *data)
 {
     engine_t *e = data;
     customers_t *cs = e->customers;
     uint32_t bit = 1u << ev->type;
-    if (ops != &customer_doc_ops || !cs->rules || !(cs->rules->all_triggers & bit))
+    if (ops != &customer_doc_ops)
         return;
     customer_t *c = doc; /* cs->values were filled by the apply just before */
+    if (batch && cs->last_result.timeline)
+        push_timeline(batch, c, ev, &cs->last_result);
+    if (!cs->rules || !(cs->rules->all_triggers & bit))
+        return;
     for (int i = 0; i < cs->rules->n; i++)
         if (cs->rules->rules[i].triggers & bit)
             evaluate(cs, i, c, batch, ev->id, event_type_name(ev->type), ev->time_ms, late);

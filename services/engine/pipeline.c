@@ -134,6 +134,7 @@ struct pipeline {
     partition_t *serving;                   /* the waiting partition being served */
     bool serving_blocked;                   /* ... and it still found no room */
     store_write_t *spare_writes[WRITES_SPARE];
+    store_writer_t *writer; /* the fenced transactions to Redis */
     int n_spare_writes;
     /* metrics */
     metrics_counter_t *events_by_type[EVENT_TYPE_COUNT];
@@ -433,7 +434,7 @@ static void partition_send_writes(pipeline_t *p, partition_t *part)
         ws[i] = b->write;
     }
     size_t docs = 0;
-    int rc = store_write_send_many(p->opts.redis, ws, n, on_write_done, f, &docs);
+    int rc = store_write_send_many(p->writer, ws, n, on_write_done, f, &docs);
     for (size_t i = 0; i < n; i++) {
         write_recycle(p, batch_take_write(f->batches[i]));
         f->batches[i]->write_in_flight = rc == 0;
@@ -1237,7 +1238,9 @@ int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
         return -1;
     p->opts = *opts;
     p->max_doc_bytes = opts->max_doc_bytes ? opts->max_doc_bytes : DOC_BYTES_DEFAULT;
-    if (cache_init(&p->cache, opts->cache_max_entries) < 0) {
+    if (!(p->writer = store_writer_new(opts->redis)) ||
+        cache_init(&p->cache, opts->cache_max_entries) < 0) {
+        store_writer_free(p->writer);
         free(p);
         return -1;
     }
@@ -1334,6 +1337,8 @@ void pipeline_close(pipeline_t *p, void (*close_cb)(void *data), void *data)
     cache_close(&p->cache);
     while (p->n_spare_writes > 0)
         store_write_free(p->spare_writes[--p->n_spare_writes]);
+    store_writer_free(p->writer);
+    p->writer = NULL;
     p->close_cb = close_cb;
     p->close_data = data;
     p->open_handles = 3;

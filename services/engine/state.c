@@ -371,31 +371,6 @@ static void order_take_back(customer_t *c, state_order_t *o)
     money_add(c, o->placed_ms, -o->amount_cents, -o->margin_cents, -1, 0);
 }
 
-/* The slot of the i-th newest timeline entry. */
-static int timeline_slot(const customer_t *c, int i)
-{
-    return (c->timeline_head - i + STATE_TIMELINE_MAX) % STATE_TIMELINE_MAX;
-}
-
-/* Inserts an entry by time, newest first (after entries of the same time: they were applied
- * earlier). Usually it is the newest and nothing moves. A full timeline drops its oldest
- * entry, or the new one when that is older than all. Returns where to write the text. */
-static state_timeline_entry_t *timeline_insert(customer_t *c, int64_t t, event_type_t type)
-{
-    int newer = 0;
-    while (newer < c->n_timeline && c->timeline[timeline_slot(c, newer)].time_ms > t)
-        newer++;
-    if (newer == STATE_TIMELINE_MAX) return NULL;
-    c->timeline_head = (c->timeline_head + 1) % STATE_TIMELINE_MAX;
-    if (c->n_timeline < STATE_TIMELINE_MAX) c->n_timeline++;
-    for (int i = 0; i < newer; i++)
-        c->timeline[timeline_slot(c, i)] = c->timeline[timeline_slot(c, i + 1)];
-    state_timeline_entry_t *e = &c->timeline[timeline_slot(c, newer)];
-    e->time_ms = t;
-    e->type = type;
-    e->text[0] = '\0';
-    return e;
-}
 
 /* ------------------------------------------------------------------------------------------
  * Timeline texts: short, bounded, built without printf
@@ -906,12 +881,10 @@ int customer_apply(customer_t *c, const event_t *ev, int64_t offset, const state
         apply_other(c, ev, cfg, res);
 
     if (ev->type != EVENT_SENTIMENT_SAMPLED && ev->type != EVENT_CUSTOMER_PROFILE) {
-        state_timeline_entry_t *e = timeline_insert(c, ev->time_ms, ev->type);
-        if (e) {
-            text_t t = {.len = 0};
-            describe(ev, channel, &t);
-            text_finish(&t, e->text);
-        }
+        text_t t = {.len = 0};
+        describe(ev, channel, &t);
+        text_finish(&t, res->timeline_text);
+        res->timeline = true;
     }
     return STATE_APPLIED;
 }
@@ -1466,21 +1439,6 @@ static void write_open_orders(jw_t *w, const customer_t *c)
     jw_char(w, ']');
 }
 
-static void write_timeline(jw_t *w, const customer_t *c)
-{
-    JW_LIT(w, "\"timeline\":[");
-    for (int i = 0; i < c->n_timeline; i++) {
-        const state_timeline_entry_t *e = &c->timeline[timeline_slot(c, i)];
-        jw_cstr(w, i ? ",{\"time\":" : "{\"time\":");
-        jw_time(w, e->time_ms);
-        JW_LIT(w, ",\"type\":");
-        jw_str(w, event_type_name(e->type));
-        JW_LIT(w, ",\"text\":");
-        jw_str(w, e->text);
-        jw_char(w, '}');
-    }
-    jw_char(w, ']');
-}
 
 /* ------------------------------------------------------------------------------------------
  * Document: internals ("w"). Times are ages in ms before "updated" (shorter than times),
@@ -1660,8 +1618,6 @@ int customer_to_json(const customer_t *c, const state_config_t *cfg, char *buf, 
     write_contact(&w, &c->contact);
     jw_char(&w, ',');
     write_open_orders(&w, c);
-    jw_char(&w, ',');
-    write_timeline(&w, c);
     jw_char(&w, ',');
     write_internals(&w, c);
     jw_char(&w, '}');
@@ -1971,31 +1927,6 @@ static int read_contact(reader_t *r, const cJSON *root)
     return 0;
 }
 
-static int read_timeline(reader_t *r, const cJSON *root)
-{
-    customer_t *c = r->c;
-    const cJSON *list = member(root, "timeline");
-    char path[32];
-    int n;
-    if (read_array(r, list, "timeline", STATE_TIMELINE_MAX, &n) < 0) return -1;
-    for (int i = 0; i < n; i++) {
-        const cJSON *item = cJSON_GetArrayItem(list, i), *type = member(item, "type");
-        state_timeline_entry_t *e = &c->timeline[n - 1 - i];
-        snprintf(path, sizeof path, "timeline[%d]", i);
-        if (!cJSON_IsObject(item)) return bad(r, "%s: must be an object", path);
-        if (read_time(r, member(item, "time"), path, false, &e->time_ms) < 0 ||
-            read_string(r, member(item, "text"), path, false, false, e->text, sizeof e->text) < 0)
-            return -1;
-        if (!cJSON_IsString(type) || !event_type_from_name(type->valuestring, &e->type) ||
-            e->type == EVENT_AGENT_STATE)
-            return bad(r, "%s.type: must be a customer event type", path);
-        if (i > 0 && e->time_ms > c->timeline[n - i].time_ms)
-            return bad(r, "%s: must not be newer than the entry before it", path);
-    }
-    c->n_timeline = n;
-    c->timeline_head = n ? n - 1 : 0;
-    return 0;
-}
 
 static int read_ids(reader_t *r, const cJSON *w)
 {
@@ -2193,12 +2124,12 @@ static int read_document(reader_t *r, const cJSON *root)
 {
     if (!cJSON_IsObject(root)) return bad(r, "document: not a JSON object");
     if (read_header(r, root) < 0 || read_profile(r, root) < 0 || read_scores(r, root) < 0 ||
-        read_values(r, root) < 0 || read_contact(r, root) < 0 || read_timeline(r, root) < 0 ||
+        read_values(r, root) < 0 || read_contact(r, root) < 0 ||
         read_internals(r, root) < 0)
         return -1;
     /* Without a clock nothing can have been applied: only an empty customer is valid. */
     if (r->c->clock_ms == STATE_TIME_NONE &&
-        (r->c->n_timeline || r->c->contact.state != STATE_CONTACT_NONE ||
+        (r->c->n_contacts || r->c->contact.state != STATE_CONTACT_NONE ||
          r->c->last_order_ms != STATE_TIME_NONE))
         return bad(r, "updated: null, but the document has events");
     return 0;

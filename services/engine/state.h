@@ -1,7 +1,7 @@
 /* state.h - one customer's state: what the engine knows about a customer, updated in place by
  * each of the customer's events and written to Redis as one JSON document.
  *
- * A customer_t is a fixed-size struct (about 18 KiB, see sizeof) of bounded rings: applying
+ * A customer_t is a fixed-size struct (about 10 KiB, see sizeof) of bounded rings: applying
  * an event allocates nothing. Everything is pure: no I/O, no wall clock. Time is event time:
  * the customer's clock is the newest event time applied, and every window ("30 days") is
  * measured back from a given instant (the clock, for the document), so replaying the same
@@ -42,11 +42,13 @@
  * contact.ended or contact.abandoned of the same contact_id. A contact that has ended never
  * becomes current again (a late event), and an older contact never replaces a newer one.
  *
- * Timeline: the last STATE_TIMELINE_MAX interactions, newest first by event time, each with a
- * short text for agents ("phone contact in queue billing (reason: technical)", "order o-17
- * delayed"), cut to STATE_TIMELINE_TEXT_SIZE - 1 bytes at a character boundary. Every applied
- * event adds one except sentiment.sampled (too frequent; it is in sentiment) and
- * customer.profile (not an interaction).
+ * Timeline: every applied event but sentiment.sampled (too frequent; it is in sentiment) and
+ * customer.profile (not an interaction) gives a short text for agents ("phone contact in queue
+ * billing (reason: technical)", "order o-17 delayed"), cut to STATE_TIMELINE_TEXT_SIZE - 1
+ * bytes at a character boundary, in apply_result_t. The engine pushes it to the customer's
+ * timeline list in Redis (store.h), which keeps the last STATE_TIMELINE_MAX: the timeline is
+ * not part of this state nor of the document, so a document stays small however long the
+ * customer's history, and each event writes only its own entry.
  *
  * Idempotency: an event is a duplicate, and changes nothing, when its Kafka offset is at or
  * below the customer's last applied offset, or when the 64-bit hash of its id is among the
@@ -84,7 +86,6 @@
  *                agent_id, state "queued" | "active", queued_since, started}
  *   open_orders  [{id, status "placed" | "shipped" | "delayed" | "out_of_stock", amount
  *                (null if not seen placed), time (of the latest status)}], newest first
- *   timeline     [{time, type (event type), text}], newest first
  *   w            internals: event id hashes, contact ring, marks, money buckets, tracked
  *                orders and rule cooldowns (see state.c, "Document: internals")
  * An example (abridged):
@@ -92,9 +93,7 @@
  *    "profile":{"name":"Ada","segment":"gold","language":"en","since":null,"preferences":null},
  *    "tier":"B","value":612.5,"churn_risk":0.3121,"trend":"rising","factors":{"value":[{
  *    "feature":"margin_12m","value":620,"weight":1,"contribution":620}],"churn":[...]},
- *    "counts":{"contacts_24h":1,...},"money":{"revenue_12m":2480,...},...,"timeline":[{"time":
- *    "2026-11-30T17:02:20.123Z","type":"contact.queued","text":"phone contact in queue
- *    billing (reason: technical)"}],"w":{...}}
+ *    "counts":{"contacts_24h":1,...},"money":{"revenue_12m":2480,...},...,"w":{...}}
  */
 #ifndef INTEGRAL_STATE_H
 #define INTEGRAL_STATE_H
@@ -220,12 +219,6 @@ typedef struct {
     int64_t updated_ms; /* time of the latest status */
 } state_order_t;
 
-typedef struct {
-    int64_t time_ms;
-    event_type_t type;
-    char text[STATE_TIMELINE_TEXT_SIZE];
-} state_timeline_entry_t;
-
 typedef enum {
     STATE_CONTACT_NONE,
     STATE_CONTACT_QUEUED,
@@ -292,9 +285,6 @@ typedef struct {
 
     state_current_contact_t contact;
 
-    int n_timeline, timeline_head; /* entries[timeline_head] is the newest */
-    state_timeline_entry_t timeline[STATE_TIMELINE_MAX];
-
     int n_event_ids, event_ids_next; /* a ring in apply order */
     uint64_t event_ids[STATE_EVENT_IDS];
 
@@ -318,6 +308,8 @@ typedef struct {
     bool cancel_signal;   /* a cancel signal (see the file comment) */
     int order_status;     /* order events: STATE_ORDER_PLACED or the new status; else -2 */
     const char *order_id; /* order events, else NULL */
+    bool timeline;        /* the event is an interaction for the timeline: */
+    char timeline_text[STATE_TIMELINE_TEXT_SIZE]; /* its text */
 } apply_result_t;
 
 #define STATE_ORDER_STATUS_NONE (-2)

@@ -1,10 +1,8 @@
 /* store.c - partition claims, state loads and fenced batch writes in Redis. See store.h.
  *
- * The write is one FCALL per partition and write (one batch, or several merged by the
- * pipeline's group commit: store_write_send_many) (shared/notes/redis-write-budget.md, shape
- * H): about 3 us of Redis CPU per customer written, pipelined with no extra round trip, the
- * fence checked inside Redis. Values are passed as they are (one opaque string per key): Lua
- * copies each argument once, which is why the document is one value and not a hash. */
+ * Writes are WATCH-fenced transactions (see "The writer" below; shared/notes/
+ * redis-write-budget.md, shape X): every document is one opaque value written by a native
+ * MSET, so Redis never copies it into Lua and back. */
 #include "store.h"
 
 #include <stdbool.h>
@@ -35,7 +33,8 @@ static const char function_library[] =
     "  return queue, tonumber(since)\n"
     "end\n"
     "\n"
-    "-- One live-queue operation: op, time (ms), id, queue, info (see store.h).\n"
+    "-- One operation: op, time (ms), id, queue, info (see store.h): the live queue, or a\n"
+    "-- timeline entry (T).\n"
     "local function queue_op(op, t, id, queue, info)\n"
     "  if op == 'Q' then\n"
     "    unqueue(id)\n"
@@ -54,30 +53,25 @@ static const char function_library[] =
     "    unqueue(id)\n"
     "  elseif op == 'G' then\n"
     "    redis.call('HSET', '{q}:agents', id, info)\n"
+    "  elseif op == 'T' then\n"
+    "    local key, keep = '{c:' .. id .. '}:timeline', tonumber(queue)\n"
+    "    if redis.call('LPUSH', key, info) > keep then\n"
+    "      redis.call('LTRIM', key, 0, keep - 1)\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "\n"
-    "-- KEYS: {p:N}:owner, {p:N}:applied, then the documents to write.\n"
-    "-- ARGV: the caller's epoch, the next offset to apply, one value per document, then the\n"
-    "-- live-queue operations, 5 arguments each.\n"
-    "-- Writes nothing unless the caller still owns the partition.\n"
-    "local function apply(keys, args)\n"
-    "  local owner = redis.call('GET', keys[1])\n"
-    "  if owner ~= args[1] then\n"
-    "    return redis.error_reply('FENCED partition owner epoch is ' .. tostring(owner))\n"
-    "  end\n"
-    "  for i = 3, #keys do\n"
-    "    redis.call('SET', keys[i], args[i])\n"
-    "  end\n"
-    "  for i = #keys + 1, #args, 5 do\n"
+    "-- ARGV: operations, 5 arguments each. Called inside the fenced transaction\n"
+    "-- that writes the documents (store.c), after them.\n"
+    "local function queue(keys, args)\n"
+    "  for i = 1, #args, 5 do\n"
     "    queue_op(args[i], tonumber(args[i + 1]), args[i + 2], args[i + 3], args[i + 4])\n"
     "  end\n"
-    "  redis.call('SET', keys[2], args[2])\n"
     "  return 1\n"
     "end\n"
     "\n"
-"redis.register_function('integral_claim', claim)\n"
-    "redis.register_function('integral_apply', apply)\n";
+    "redis.register_function('integral_claim', claim)\n"
+    "redis.register_function('integral_queue', queue)\n";
 
 const char *store_function_library(void)
 {
@@ -393,7 +387,7 @@ void store_write_free(store_write_t *w)
 }
 
 /* ------------------------------------------------------------------------------------------
- * The FCALL of one or more writes of a partition
+ * The command of one or more writes of a partition
  * ---------------------------------------------------------------------------------------- */
 
 static uint64_t hash_bytes(const char *s, size_t n)
@@ -412,7 +406,7 @@ void store_command_free(store_command_t *cmd)
     free(cmd->lens);
     cmd->argv = NULL;
     cmd->lens = NULL;
-    cmd->argc = 0;
+    cmd->pair_args = cmd->op_args = 0;
 }
 
 /* The entries to write, newest first, each key once (the newest value): picks[] gets
@@ -476,7 +470,7 @@ int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n
     }
     size_t(*picks)[2] = malloc((total ? total : 1) * sizeof *picks);
     long m = picks ? pick_entries(ws, n, total, picks) : -1;
-    size_t argc = 5 + 2 + 2 * (m < 0 ? 0 : (size_t)m) + STORE_OP_FIELDS * ops;
+    size_t argc = 2 * (m < 0 ? 0 : (size_t)m) + 2 + STORE_OP_FIELDS * ops;
     cmd->argv = malloc(argc * sizeof *cmd->argv);
     cmd->lens = malloc(argc * sizeof *cmd->lens);
     if (m < 0 || !cmd->argv || !cmd->lens) {
@@ -484,34 +478,20 @@ int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n
         store_command_free(cmd);
         return -1;
     }
-    /* FCALL integral_apply numkeys owner applied k1..km epoch offset v1..vm ops... */
     const store_write_t *last = ws[n - 1];
-    snprintf(cmd->numkeys, sizeof cmd->numkeys, "%zu", 2 + (size_t)m);
-    snprintf(cmd->owner, sizeof cmd->owner, "{p:%s:%d}:owner", last->topic, (int)last->partition);
-    snprintf(cmd->applied, sizeof cmd->applied, "{p:%s:%d}:applied", last->topic,
-             (int)last->partition);
+    partition_keys(last->topic, last->partition, cmd->owner, cmd->applied);
     snprintf(cmd->epoch, sizeof cmd->epoch, "%lld", (long long)last->epoch);
     snprintf(cmd->offset, sizeof cmd->offset, "%lld", (long long)last->next_offset);
-    const char *head[] = {"FCALL", "integral_apply", cmd->numkeys, cmd->owner, cmd->applied};
     size_t a = 0;
-    for (; a < 5; a++) {
-        cmd->argv[a] = head[a];
-        cmd->lens[a] = strlen(head[a]);
-    }
-    for (long k = 0; k < m; k++, a++) {
+    for (long k = 0; k < m; k++) {
         const store_write_t *w = ws[picks[k][0]];
         const store_entry_t *e = &w->entries[picks[k][1]];
-        cmd->argv[a] = w->bytes + e->key_at;
-        cmd->lens[a] = e->key_len;
+        cmd->argv[a] = w->bytes + e->key_at, cmd->lens[a++] = e->key_len;
+        cmd->argv[a] = w->bytes + e->value_at, cmd->lens[a++] = e->value_len;
     }
-    cmd->argv[a] = cmd->epoch, cmd->lens[a++] = strlen(cmd->epoch);
+    cmd->argv[a] = cmd->applied, cmd->lens[a++] = strlen(cmd->applied);
     cmd->argv[a] = cmd->offset, cmd->lens[a++] = strlen(cmd->offset);
-    for (long k = 0; k < m; k++, a++) {
-        const store_write_t *w = ws[picks[k][0]];
-        const store_entry_t *e = &w->entries[picks[k][1]];
-        cmd->argv[a] = w->bytes + e->value_at;
-        cmd->lens[a] = e->value_len;
-    }
+    cmd->pair_args = a;
     for (size_t i = 0; i < n; i++) {
         const store_write_t *w = ws[i];
         for (size_t k = 0; k < w->n_ops; k++) {
@@ -522,56 +502,435 @@ int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n
         }
     }
     free(picks);
-    cmd->argc = (int)a;
+    cmd->op_args = a - cmd->pair_args;
     cmd->docs = (size_t)m;
     return 0;
 }
 
-typedef struct {
-    store_write_cb cb;
-    void *data;
-} write_call_t;
+/* ------------------------------------------------------------------------------------------
+ * RESP, written by hand: the documents go from the write's buffer into the command once.
+ * ---------------------------------------------------------------------------------------- */
 
-static void on_write_reply(redis_client_t *redis, redisReply *reply, void *data)
+typedef struct {
+    char *p;
+    size_t len, cap;
+} resp_t;
+
+static int resp_reserve(resp_t *b, size_t more)
 {
-    write_call_t call = *(write_call_t *)data;
-    free(data);
-    if (!reply)
-        call.cb(call.data, STORE_FAILED, redis_client_errstr(redis));
-    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
-        call.cb(call.data, STORE_OK, NULL);
-    else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "FENCED", 6) == 0)
-        call.cb(call.data, STORE_FENCED, reply->str);
-    else
-        call.cb(call.data, STORE_FAILED,
-                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected write reply");
+    return reserve((void **)&b->p, &b->cap, b->len + more, 1);
 }
 
-int store_write_send_many(redis_client_t *redis, store_write_t *const *ws, size_t n,
-                          store_write_cb cb, void *data, size_t *docs)
+/* "$<len>\r\n<bytes>\r\n" per argument. 32 bytes cover the rest: "$", 20 digits, two CRLF
+ * and sprintf's NUL (overwritten next). */
+static int resp_args(resp_t *b, size_t argc, const char *const *argv, const size_t *lens)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < argc; i++)
+        need += lens[i] + 32;
+    if (resp_reserve(b, need) < 0)
+        return -1;
+    for (size_t i = 0; i < argc; i++) {
+        b->len += (size_t)sprintf(b->p + b->len, "$%zu\r\n", lens[i]);
+        memcpy(b->p + b->len, argv[i], lens[i]);
+        b->len += lens[i];
+        b->p[b->len++] = '\r';
+        b->p[b->len++] = '\n';
+    }
+    return 0;
+}
+
+static int resp_header(resp_t *b, size_t argc, const char *name)
+{
+    if (resp_reserve(b, 32) < 0)
+        return -1;
+    b->len += (size_t)sprintf(b->p + b->len, "*%zu\r\n", argc);
+    size_t len = strlen(name);
+    return resp_args(b, 1, &name, &len);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The writer: fenced transactions
+ *
+ * One transaction at a time on the connection, holding every write that is ready:
+ *   WATCH owner...  +  MGET owner...            (one round trip)
+ *   the jobs whose owner epoch is no longer theirs are FENCED; for the others:
+ *   MULTI, per write: MSET k v ... applied offset, FCALL integral_queue 0 ops...; EXEC
+ * EXEC does nothing when an owner key changed after WATCH (a claim slipped in): the
+ * transaction starts over, and the MGET then tells who lost its partition. Documents go in
+ * one native MSET, not through Lua: shared/notes/redis-write-budget.md measured 1.5 us of
+ * Redis CPU per 1 KB value this way against 3.0 through a function, which copies every
+ * argument into Lua and back. Writes that become ready meanwhile wait for the next
+ * transaction, so the busier the engine, the larger each transaction.
+ * ---------------------------------------------------------------------------------------- */
+
+#define ABORTS_MAX 16 /* EXEC aborted this many times in a row: give up (re-sync) */
+#define SPARE_JOBS_MAX 64
+#define SPARE_JOB_BYTES_MAX (2u * 1024 * 1024)
+
+typedef struct store_job store_job_t;
+struct store_job {
+    store_job_t *next;
+    store_write_cb cb;
+    void *data;
+    char owner[PARTITION_KEY_MAX];
+    char epoch[24];
+    size_t pair_args, op_args;
+    resp_t pairs, ops; /* the job's MSET and FCALL, in RESP */
+};
+
+struct store_writer {
+    redis_client_t *redis;
+    store_job_t *queued, *queued_tail; /* for the next transaction, in arrival order */
+    store_job_t *tx;                   /* the transaction in flight */
+    size_t tx_jobs;
+    bool in_flight;
+    bool orphaned; /* freed while in flight: the last reply frees it */
+    unsigned aborts;
+    store_job_t *spare;
+    size_t n_spare;
+    store_writer_stats_t stats;
+};
+
+store_writer_t *store_writer_new(redis_client_t *redis)
+{
+    store_writer_t *sw = calloc(1, sizeof *sw);
+    if (sw)
+        sw->redis = redis;
+    return sw;
+}
+
+const store_writer_stats_t *store_writer_stats(const store_writer_t *sw)
+{
+    return &sw->stats;
+}
+
+static void job_destroy(store_job_t *j)
+{
+    free(j->pairs.p);
+    free(j->ops.p);
+    free(j);
+}
+
+static void jobs_destroy(store_job_t *j)
+{
+    while (j) {
+        store_job_t *next = j->next;
+        job_destroy(j);
+        j = next;
+    }
+}
+
+static store_job_t *job_alloc(store_writer_t *sw)
+{
+    store_job_t *j = sw->spare;
+    if (j) {
+        sw->spare = j->next;
+        sw->n_spare--;
+    } else if (!(j = calloc(1, sizeof *j))) {
+        return NULL;
+    }
+    j->next = NULL;
+    j->pairs.len = j->ops.len = 0;
+    return j;
+}
+
+static void job_recycle(store_writer_t *sw, store_job_t *j)
+{
+    if (sw->n_spare >= SPARE_JOBS_MAX || j->pairs.cap + j->ops.cap > SPARE_JOB_BYTES_MAX) {
+        job_destroy(j);
+        return;
+    }
+    j->next = sw->spare;
+    sw->spare = j;
+    sw->n_spare++;
+}
+
+static void writer_destroy(store_writer_t *sw)
+{
+    jobs_destroy(sw->queued);
+    jobs_destroy(sw->tx);
+    jobs_destroy(sw->spare);
+    free(sw);
+}
+
+void store_writer_free(store_writer_t *sw)
+{
+    if (!sw)
+        return;
+    if (sw->in_flight) { /* nobody is called back any more; the reply frees it */
+        sw->orphaned = true;
+        return;
+    }
+    writer_destroy(sw);
+}
+
+/* Calls back every job of list (detached by the caller) and recycles it. */
+static void jobs_finish(store_writer_t *sw, store_job_t *list, int status, const char *reason)
+{
+    while (list) {
+        store_job_t *j = list;
+        list = j->next;
+        j->cb(j->data, status, reason);
+        job_recycle(sw, j);
+    }
+}
+
+static int tx_start(store_writer_t *sw);
+
+/* The transaction is over: the next one starts with what queued meanwhile, then its jobs
+ * (list) are called back. So nothing is queued while no transaction is in flight, and a
+ * callback that writes again only queues (or starts a transaction of its own job). */
+static void tx_finish(store_writer_t *sw, store_job_t *list, int status, const char *reason)
+{
+    sw->tx = NULL;
+    sw->tx_jobs = 0;
+    sw->in_flight = false;
+    while (!sw->in_flight && sw->queued && tx_start(sw) < 0) {
+        store_job_t *failed = sw->tx;
+        sw->tx = NULL;
+        sw->tx_jobs = 0;
+        jobs_finish(sw, failed, STORE_FAILED, redis_client_errstr(sw->redis));
+    }
+    jobs_finish(sw, list, status, reason);
+}
+
+/* WATCH and MGET of every job's owner key: argv of 1 + jobs. */
+static int tx_send_watch(store_writer_t *sw, const char *verb, redis_reply_cb cb)
+{
+    const char **argv = malloc((sw->tx_jobs + 1) * sizeof *argv);
+    size_t *lens = malloc((sw->tx_jobs + 1) * sizeof *lens);
+    int rc = -1;
+    if (argv && lens) {
+        argv[0] = verb;
+        lens[0] = strlen(verb);
+        size_t i = 1;
+        for (store_job_t *j = sw->tx; j; j = j->next, i++) {
+            argv[i] = j->owner;
+            lens[i] = strlen(j->owner);
+        }
+        rc = redis_client_command_argv(sw->redis, cb, sw, (int)i, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+static void on_owners(redis_client_t *redis, redisReply *reply, void *data);
+
+/* Takes every queued job into a transaction and sends its WATCH + MGET. On failure the jobs
+ * are left in sw->tx for the caller and -1 is returned. */
+static int tx_start(store_writer_t *sw)
+{
+    sw->tx = sw->queued;
+    sw->queued = sw->queued_tail = NULL;
+    sw->tx_jobs = 0;
+    for (store_job_t *j = sw->tx; j; j = j->next)
+        sw->tx_jobs++;
+    if (redis_client_room(sw->redis) < 2 || tx_send_watch(sw, "WATCH", NULL) != 0 ||
+        tx_send_watch(sw, "MGET", on_owners) != 0)
+        return -1;
+    sw->in_flight = true;
+    sw->stats.transactions++;
+    return 0;
+}
+
+static void on_exec(redis_client_t *redis, redisReply *reply, void *data);
+
+/* The number of commands a job adds to the transaction: its MSET, its operations' FCALL. */
+static unsigned job_commands(const store_job_t *j)
+{
+    return j->op_args ? 2 : 1;
+}
+
+/* MULTI, then each kept job's MSET (documents and applied offset) and FCALL (live-queue
+ * operations), EXEC. Returns 0 or -1 (nothing more was sent, or the connection is failing). */
+static int tx_send_body(store_writer_t *sw)
+{
+    static const char *multi = "MULTI", *exec = "EXEC";
+    static const size_t multi_len = 5, exec_len = 4;
+    unsigned commands = 2;
+    for (store_job_t *j = sw->tx; j; j = j->next)
+        commands += job_commands(j);
+    if (redis_client_room(sw->redis) < commands ||
+        redis_client_command_argv(sw->redis, NULL, NULL, 1, &multi, &multi_len) != 0)
+        return -1;
+    for (store_job_t *j = sw->tx; j; j = j->next) {
+        if (redis_client_command_formatted(sw->redis, NULL, NULL, j->pairs.p, j->pairs.len) != 0 ||
+            (j->op_args &&
+             redis_client_command_formatted(sw->redis, NULL, NULL, j->ops.p, j->ops.len) != 0))
+            return -1; /* only when the connection is going: it takes the MULTI with it */
+    }
+    return redis_client_command_argv(sw->redis, on_exec, sw, 1, &exec, &exec_len);
+}
+
+/* The writer a transaction's reply is for, or NULL when it was freed meanwhile: it goes now
+ * (the replies it waits for are MGET's or EXEC's, one at a time). */
+static store_writer_t *writer_alive(void *data)
+{
+    store_writer_t *sw = data;
+    if (!sw->orphaned)
+        return sw;
+    writer_destroy(sw);
+    return NULL;
+}
+
+static bool owner_is(const redisReply *r, const char *epoch)
+{
+    return r->type == REDIS_REPLY_STRING && strcmp(r->str, epoch) == 0;
+}
+
+static void on_owners(redis_client_t *redis, redisReply *reply, void *data)
+{
+    (void)redis;
+    store_writer_t *sw = writer_alive(data);
+    if (!sw)
+        return;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != sw->tx_jobs) {
+        tx_finish(sw, sw->tx, STORE_FAILED,
+                  !reply                               ? redis_client_errstr(sw->redis)
+                  : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected MGET reply");
+        return;
+    }
+    /* Split: the jobs that still own their partition stay in the transaction. */
+    store_job_t *kept = NULL, **kept_tail = &kept, *fenced = NULL, **fenced_tail = &fenced;
+    size_t i = 0, n_kept = 0;
+    char reason[96] = "FENCED";
+    for (store_job_t *j = sw->tx, *next; j; j = next, i++) {
+        next = j->next;
+        j->next = NULL;
+        if (owner_is(reply->element[i], j->epoch)) {
+            *kept_tail = j, kept_tail = &j->next;
+            n_kept++;
+        } else {
+            *fenced_tail = j, fenced_tail = &j->next;
+            snprintf(reason, sizeof reason, "FENCED partition owner epoch is %s",
+                     reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str
+                                                                   : "nil");
+        }
+    }
+    sw->tx = kept;
+    sw->tx_jobs = n_kept;
+    sw->stats.fenced += fenced ? 1 : 0;
+    if (!kept) {
+        static const char *unwatch = "UNWATCH";
+        static const size_t unwatch_len = 7;
+        redis_client_command_argv(sw->redis, NULL, NULL, 1, &unwatch, &unwatch_len);
+        tx_finish(sw, fenced, STORE_FENCED, reason);
+        return;
+    }
+    if (tx_send_body(sw) != 0) {
+        tx_finish(sw, kept, STORE_FAILED, "cannot send the transaction");
+        jobs_finish(sw, fenced, STORE_FENCED, reason);
+        return;
+    }
+    jobs_finish(sw, fenced, STORE_FENCED, reason);
+}
+
+/* EXEC's reply: per job, OK for its MSET, then its operations' 1. */
+static const char *exec_failure(const redisReply *r, size_t expect)
+{
+    if (r->type == REDIS_REPLY_ERROR)
+        return r->str;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != expect)
+        return "unexpected EXEC reply";
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_ERROR)
+            return r->element[i]->str;
+    return NULL;
+}
+
+static void on_exec(redis_client_t *redis, redisReply *reply, void *data)
+{
+    (void)redis;
+    store_writer_t *sw = writer_alive(data);
+    if (!sw)
+        return;
+    if (!reply) {
+        tx_finish(sw, sw->tx, STORE_FAILED, redis_client_errstr(sw->redis));
+        return;
+    }
+    if (reply->type == REDIS_REPLY_NIL) { /* an owner key changed after WATCH: start over */
+        sw->stats.aborted++;
+        if (++sw->aborts >= ABORTS_MAX) {
+            sw->aborts = 0;
+            tx_finish(sw, sw->tx, STORE_FAILED, "transaction aborted 16 times in a row");
+            return;
+        }
+        store_job_t *tail = sw->tx;
+        while (tail->next)
+            tail = tail->next;
+        tail->next = sw->queued; /* first in the next transaction */
+        if (!sw->queued)
+            sw->queued_tail = tail;
+        sw->queued = sw->tx;
+        tx_finish(sw, NULL, STORE_OK, NULL);
+        return;
+    }
+    sw->aborts = 0;
+    size_t commands = 0;
+    for (store_job_t *j = sw->tx; j; j = j->next)
+        commands += job_commands(j);
+    const char *failure = exec_failure(reply, commands);
+    tx_finish(sw, sw->tx, failure ? STORE_FAILED : STORE_OK, failure);
+}
+
+/* Encodes the writes into a job: its MSET and its operations' FCALL, in RESP (the one copy
+ * of the documents the writer makes; hiredis then appends them to its output buffer). */
+static int job_fill(store_job_t *j, store_write_t *const *ws, size_t n, size_t *docs)
 {
     store_command_t cmd;
-    write_call_t *call = malloc(sizeof *call);
-    if (!call || store_command_build(&cmd, ws, n) < 0) {
-        free(call);
-        return STORE_REFUSED;
-    }
-    *call = (write_call_t){cb, data};
-    int rc = redis_client_command_argv(redis, on_write_reply, call, cmd.argc, cmd.argv,
-                                       cmd.lens) == 0
-                 ? 0
-                 : STORE_REFUSED;
-    if (rc != 0)
-        free(call);
-    else if (docs)
-        *docs = cmd.docs;
+    if (store_command_build(&cmd, ws, n) < 0)
+        return -1;
+    snprintf(j->owner, sizeof j->owner, "%s", cmd.owner);
+    snprintf(j->epoch, sizeof j->epoch, "%s", cmd.epoch);
+    j->pair_args = cmd.pair_args;
+    j->op_args = cmd.op_args;
+    static const char *const queue_head[] = {"integral_queue", "0"};
+    static const size_t queue_head_lens[] = {14, 1};
+    int rc = resp_header(&j->pairs, 1 + cmd.pair_args, "MSET") < 0 ||
+                     resp_args(&j->pairs, cmd.pair_args, cmd.argv, cmd.lens) < 0
+                 ? -1
+                 : 0;
+    if (rc == 0 && cmd.op_args > 0)
+        rc = resp_header(&j->ops, 3 + cmd.op_args, "FCALL") < 0 ||
+                     resp_args(&j->ops, 2, queue_head, queue_head_lens) < 0 ||
+                     resp_args(&j->ops, cmd.op_args, cmd.argv + cmd.pair_args,
+                               cmd.lens + cmd.pair_args) < 0
+                 ? -1
+                 : 0;
+    *docs = cmd.docs;
     store_command_free(&cmd);
     return rc;
 }
 
-int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data)
+int store_write_send_many(store_writer_t *sw, store_write_t *const *ws, size_t n,
+                          store_write_cb cb, void *data, size_t *docs)
 {
-    int rc = store_write_send_many(redis, &w, 1, cb, data, NULL);
-    store_write_free(w);
-    return rc;
+    size_t count = 0;
+    store_job_t *j = job_alloc(sw);
+    if (!j)
+        return STORE_REFUSED;
+    if (job_fill(j, ws, n, &count) < 0) {
+        job_recycle(sw, j);
+        return STORE_REFUSED;
+    }
+    j->cb = cb;
+    j->data = data;
+    if (sw->queued_tail)
+        sw->queued_tail->next = j;
+    else
+        sw->queued = j;
+    sw->queued_tail = j;
+    if (!sw->in_flight && tx_start(sw) < 0) {
+        /* Idle, so this job was the only one queued: refuse it, nobody is called back. */
+        sw->tx = NULL;
+        sw->tx_jobs = 0;
+        job_recycle(sw, j);
+        return STORE_REFUSED;
+    }
+    if (docs)
+        *docs = count;
+    return 0;
 }

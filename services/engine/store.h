@@ -3,6 +3,8 @@
  * Key schema (every key of one customer shares the hash tag {c:ID}, so Redis Cluster can
  * come later; the fenced batch write below spans many slots and so needs one instance now):
  *   {c:ID}:state    the customer's document (state.h): summary fields readable as JSON
+ *   {c:ID}:timeline LIST of the customer's last 100 interactions, newest first (in the order
+ *                   the engine applied them), each {"time", "type", "text"} as JSON
  *   {a:ID}:state    an agent's document (state, queues, the customer it serves)
  *   {p:TOPIC:N}:owner     the epoch of the engine that owns partition N of TOPIC
  *   {p:TOPIC:N}:applied   the next offset of that partition whose effects are not in Redis
@@ -20,9 +22,9 @@
  * operation twice, and every operation is idempotent besides.
  *
  * Exactly-once effect: a batch of one partition writes every customer it touched and the
- * partition's applied offset in one atomic function call, which refuses to write when the
- * owner epoch is not the caller's (an engine that lost the partition in a rebalance cannot
- * overwrite its new owner). A new owner claims the partition (epoch + 1) and continues from
+ * partition's applied offset in one transaction (MULTI/EXEC), fenced by WATCH on the owner
+ * epoch: it writes nothing when the epoch is not the caller's (an engine that lost the
+ * partition in a rebalance cannot overwrite its new owner). A new owner claims the partition (epoch + 1) and continues from
  * the applied offset, so state and offset can never disagree, even after Redis lost its last
  * second of writes (AOF everysec). */
 #ifndef INTEGRAL_ENGINE_STORE_H
@@ -81,13 +83,16 @@ char *store_write_begin(store_write_t *w, const char *key, size_t max_len);
 void store_write_commit(store_write_t *w, size_t len);
 size_t store_write_count(const store_write_t *w);
 
-/* Live-queue operations, applied in order after the documents (see the key schema above). */
+/* Operations, applied in order after the documents: the live queue and the timelines (see
+ * the key schema above). */
 typedef enum {
     STORE_OP_QUEUED = 'Q',    /* id = contact: waits in queue since time_ms; info = snapshot */
     STORE_OP_ANSWERED = 'S',  /* id = contact: answered at time_ms (if it was waiting) */
     STORE_OP_ABANDONED = 'X', /* id = contact: abandoned at time_ms (if it was waiting) */
     STORE_OP_ENDED = 'E',     /* id = contact: no longer waits, counted nowhere */
     STORE_OP_AGENT = 'G',     /* id = agent: info = its JSON */
+    STORE_OP_TIMELINE = 'T',  /* id = customer: info = a timeline entry, pushed first in
+                                 {c:ID}:timeline; queue = how many entries the list keeps */
 } store_op_kind_t;
 
 int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, const char *id,
@@ -101,28 +106,43 @@ int store_write_move_ops(store_write_t *dst, store_write_t *src);
 size_t store_write_bytes(const store_write_t *w);
 void store_write_free(store_write_t *w);
 
-/* Sends the batch (the write is freed in any case). cb gets STORE_OK, STORE_FENCED or
- * STORE_FAILED with a reason; it is called exactly once when this returns 0. Returns 0, or
- * STORE_REFUSED (cb never called). */
-typedef void (*store_write_cb)(void *data, int status, const char *reason);
-int store_write_send(redis_client_t *redis, store_write_t *w, store_write_cb cb, void *data);
+/* The writer: sends writes as WATCH-fenced transactions on one connection, one transaction
+ * at a time, each holding every write that became ready while the previous one was in
+ * flight (see store.c). Free it once the Redis client is closed (nothing in flight then); a
+ * writer freed with a transaction in flight calls nobody back and is released by the reply. */
+typedef struct store_writer store_writer_t;
 
-/* Group commit: sends ws[0..n) (consecutive writes of one partition, oldest first) as ONE
- * fenced call: every key once with its newest value, the live-queue operations of all of
- * them in order, and the applied offset and epoch of the last. The writes are not freed (they
- * are only read while this runs). *docs (may be NULL) gets the number of documents sent.
- * Returns 0 (cb is then called exactly once) or STORE_REFUSED. */
-int store_write_send_many(redis_client_t *redis, store_write_t *const *ws, size_t n,
+typedef struct {
+    uint64_t transactions; /* started (a restarted one counts again) */
+    uint64_t aborted;      /* EXEC refused: an owner key changed after WATCH */
+    uint64_t fenced;       /* transactions in which some write was fenced */
+} store_writer_stats_t;
+
+store_writer_t *store_writer_new(redis_client_t *redis);
+void store_writer_free(store_writer_t *sw);
+const store_writer_stats_t *store_writer_stats(const store_writer_t *sw);
+
+/* Group commit: sends ws[0..n) (consecutive writes of one partition, oldest first) as one
+ * fenced write: every key once with its newest value, the live-queue operations of all of
+ * them in order, and the applied offset and epoch of the last. The writes are copied (free to
+ * reuse when this returns). *docs (may be NULL) gets the number of documents. cb gets
+ * STORE_OK, STORE_FENCED (the partition's owner epoch is not the write's: nothing of it was
+ * written) or STORE_FAILED with a reason, exactly once, never from inside this call. Returns
+ * 0, or STORE_REFUSED (cb never called). */
+typedef void (*store_write_cb)(void *data, int status, const char *reason);
+int store_write_send_many(store_writer_t *sw, store_write_t *const *ws, size_t n,
                           store_write_cb cb, void *data, size_t *docs);
 
-/* The command store_write_send_many sends, as an argv (exposed for tests). argv points into
+/* What store_write_send_many writes, as arguments (exposed for tests): argv[0 .. pair_args)
+ * are the MSET pairs (each document's key and value, then the applied key and offset),
+ * argv[pair_args .. pair_args + op_args) the live-queue operations' fields. argv points into
  * the writes and into the struct: valid while both are. */
 typedef struct {
-    int argc;
+    size_t pair_args, op_args;
     const char **argv;
     size_t *lens;
     size_t docs;
-    char numkeys[24], epoch[24], offset[24];
+    char epoch[24], offset[24];
     char owner[300], applied[300];
 } store_command_t;
 int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n);

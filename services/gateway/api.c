@@ -18,6 +18,7 @@
 #define CUSTOMERS_PREFIX "/api/customers/"
 #define ID_MAX 128
 #define STATIC_MAX (4 * 1024 * 1024)
+#define API_TIMELINE_MAX 100 /* all the engine keeps */
 
 /* ------------------------------------------------------------------------------------------
  * /api/customers/{id}
@@ -37,11 +38,11 @@ static void respond_json_error(http_request_t *req, int status, const char *code
 }
 
 /* An agent may read only the customer it serves now: the document's current contact names
- * it. Supervisors read any. The engine's internals ("w") are not part of the answer. */
-static void on_document(void *data, bool ok, const char *value, size_t len)
+ * it. Supervisors read any. The engine's internals ("w") are not part of the answer; the
+ * whole timeline is (gwstore_customer). */
+static void on_document(void *data, bool ok, cJSON *doc)
 {
     lookup_t *l = data;
-    cJSON *doc = ok && value ? cJSON_ParseWithLength(value, len) : NULL;
     if (!ok) {
         respond_json_error(l->req, 503, "unavailable");
     } else if (!cJSON_IsObject(doc)) {
@@ -53,7 +54,6 @@ static void on_document(void *data, bool ok, const char *value, size_t len)
         if (l->claims.role == AUTH_ROLE_AGENT && !serves) {
             respond_json_error(l->req, 403, "not_your_customer");
         } else {
-            cJSON_DeleteItemFromObjectCaseSensitive(doc, "w");
             char *text = cJSON_PrintUnformatted(doc);
             const http_header_t h[] = {{"Cache-Control", "no-store"}};
             if (text)
@@ -95,10 +95,8 @@ static void on_customer(http_request_t *req, void *data)
         respond_json_error(req, 400, "bad_customer_id");
         return;
     }
-    char key[ID_MAX + 16];
-    snprintf(key, sizeof key, "{c:%s}:state", id);
     l->req = req;
-    if (!gw->redis || gwstore_get(gw->redis, key, on_document, l) != 0) {
+    if (!gw->redis || gwstore_customer(gw->redis, id, API_TIMELINE_MAX, on_document, l) != 0) {
         free(l);
         respond_json_error(req, 503, "unavailable");
     }

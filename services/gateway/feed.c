@@ -19,6 +19,7 @@
 #define RECENT_IDS 1024 /* alert ids already shown to supervisors, newest last */
 #define RETRY_MS 1000
 #define ID_MAX 128
+#define POP_TIMELINE_MAX 20 /* the screen pop shows the latest interactions */
 
 typedef enum { TOPIC_ALERTS, TOPIC_ASSIGNMENTS, TOPIC_COUNT } topic_t;
 
@@ -225,14 +226,12 @@ static void pop_free(pop_t *p)
 }
 
 /* {"type":"screen_pop","contact":<notice>,"customer":<summary>,"alerts":[...]}: the
- * customer's document without the engine's internals ("w"). */
-static void on_customer(void *data, bool ok, const char *value, size_t len)
+ * customer's document without the engine's internals, with its latest timeline entries. */
+static void on_customer(void *data, bool ok, cJSON *doc)
 {
+    (void)ok; /* without the customer (Redis failed), the pop still shows the contact */
     pop_t *p = data;
     gw_t *gw = p->gw;
-    cJSON *doc = ok && value ? cJSON_ParseWithLength(value, len) : NULL;
-    if (cJSON_IsObject(doc))
-        cJSON_DeleteItemFromObjectCaseSensitive(doc, "w");
     cJSON *msg = cJSON_CreateObject();
     cJSON_AddStringToObject(msg, "type", "screen_pop");
     cJSON_AddItemToObject(msg, "contact", cJSON_Parse(p->notice));
@@ -290,15 +289,14 @@ static void on_assigned(void *data, const redisReply *reply)
     }
     if (j->pop && sessions_agent_connected(gw, j->agent)) {
         pop_t *p = calloc(1, sizeof *p);
-        char key[ID_MAX + 16];
-        snprintf(key, sizeof key, "{c:%s}:state", j->customer);
         if (p) {
             p->gw = gw;
             snprintf(p->agent, sizeof p->agent, "%s", j->agent);
             p->notice = strndup(j->msg->payload, j->msg->len);
             p->alerts = alerts_array(reply);
         }
-        if (!p || !p->notice || !p->alerts || gwstore_get(gw->redis, key, on_customer, p) != 0) {
+        if (!p || !p->notice || !p->alerts || gwstore_customer(gw->redis, j->customer, POP_TIMELINE_MAX, on_customer,
+                                              p) != 0) {
             if (p)
                 pop_free(p);
             sessions_agent_log_changed(gw, j->agent);

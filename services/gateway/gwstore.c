@@ -122,6 +122,16 @@ static const char function_library[] =
     "  return {out, redis.call('HGETALL', '{q}:agents')}\n"
     "end\n"
     "\n"
+    "-- KEYS: {c:ID}:state, {c:ID}:timeline (the engine's). ARGV: how many timeline entries.\n"
+    "-- Returns {document, entry...} (newest entry first), or nil without a document.\n"
+    "local function gw_customer(keys, args)\n"
+    "  local doc = redis.call('GET', keys[1])\n"
+    "  if not doc then return nil end\n"
+    "  local out = redis.call('LRANGE', keys[2], 0, tonumber(args[1]) - 1)\n"
+    "  table.insert(out, 1, doc)\n"
+    "  return out\n"
+    "end\n"
+    "\n"
     "redis.register_function{function_name='gw_append', callback=gw_append}\n"
     "redis.register_function{function_name='gw_hold', callback=gw_hold}\n"
     "redis.register_function{function_name='gw_assign', callback=gw_assign}\n"
@@ -129,6 +139,8 @@ static const char function_library[] =
     "                        flags={'no-writes'}}\n"
     "redis.register_function{function_name='gw_record', callback=gw_record}\n"
     "redis.register_function{function_name='gw_queues', callback=gw_queues,\n"
+    "                        flags={'no-writes'}}\n"
+    "redis.register_function{function_name='gw_customer', callback=gw_customer,\n"
     "                        flags={'no-writes'}}\n";
 
 const char *gwstore_function_library(void)
@@ -344,21 +356,56 @@ int gwstore_record(redis_client_t *r, const char *alert_id, const char *agent, i
     return send_argv(r, on_done_reply, (void (*)(void))cb, data, argc, argv, lens);
 }
 
-static void on_get_reply(redis_client_t *r, redisReply *reply, void *data)
+/* The document parsed, without "w", with the entries as "timeline"; NULL when it is not a
+ * JSON object (an entry that is not JSON is left out). */
+static cJSON *customer_from_reply(const redisReply *r)
 {
-    call_t c = take(data);
-    gwstore_get_cb cb = (gwstore_get_cb)c.cb;
-    if (reply && reply->type == REDIS_REPLY_STRING)
-        cb(c.data, true, reply->str, (size_t)reply->len);
-    else
-        cb(c.data, reply && reply->type == REDIS_REPLY_NIL, NULL, 0);
+    cJSON *doc = cJSON_ParseWithLength(r->element[0]->str, (size_t)r->element[0]->len);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "w");
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "timeline");
+    cJSON *timeline = cJSON_AddArrayToObject(doc, "timeline");
+    for (size_t i = 1; timeline && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        cJSON *entry = e->type == REDIS_REPLY_STRING
+                           ? cJSON_ParseWithLength(e->str, (size_t)e->len)
+                           : NULL;
+        if (cJSON_IsObject(entry))
+            cJSON_AddItemToArray(timeline, entry);
+        else
+            cJSON_Delete(entry);
+    }
+    return doc;
 }
 
-int gwstore_get(redis_client_t *r, const char *key, gwstore_get_cb cb, void *data)
+static void on_customer_reply(redis_client_t *r, redisReply *reply, void *data)
 {
-    const char *argv[] = {"GET", key};
-    size_t lens[2] = {3, strlen(key)};
-    return send_argv(r, on_get_reply, (void (*)(void))cb, data, 2, argv, lens);
+    (void)r;
+    call_t c = take(data);
+    gwstore_customer_cb cb = (gwstore_customer_cb)c.cb;
+    if (!reply || (reply->type != REDIS_REPLY_NIL &&
+                   (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+                    reply->element[0]->type != REDIS_REPLY_STRING))) {
+        cb(c.data, false, NULL);
+        return;
+    }
+    cb(c.data, true, reply->type == REDIS_REPLY_NIL ? NULL : customer_from_reply(reply));
+}
+
+int gwstore_customer(redis_client_t *r, const char *customer, unsigned timeline_max,
+                     gwstore_customer_cb cb, void *data)
+{
+    char state[KEY_MAX], timeline[KEY_MAX], max[16];
+    snprintf(state, sizeof state, "{c:%s}:state", customer);
+    snprintf(timeline, sizeof timeline, "{c:%s}:timeline", customer);
+    snprintf(max, sizeof max, "%u", timeline_max ? timeline_max : 1);
+    const char *argv[] = {"FCALL_RO", "gw_customer", "2", state, timeline, max};
+    size_t lens[6];
+    int argc = strlens(6, argv, lens, 99, 0);
+    return send_argv(r, on_customer_reply, (void (*)(void))cb, data, argc, argv, lens);
 }
 
 int gwstore_queues(redis_client_t *r, int64_t now_ms, unsigned max_waiting,

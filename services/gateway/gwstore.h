@@ -21,6 +21,8 @@
 
 #include "redis_uv.h"
 
+#include <cJSON.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,9 +68,13 @@ int gwstore_range(redis_client_t *r, const char *agent, const char *after, unsig
 int gwstore_record(redis_client_t *r, const char *alert_id, const char *agent, int64_t now_ms,
                    int useful, const char *outcome, gwstore_done_cb cb, void *data);
 
-/* GET of a string key (a customer document): value NULL when absent. */
-typedef void (*gwstore_get_cb)(void *data, bool ok, const char *value, size_t len);
-int gwstore_get(redis_client_t *r, const char *key, gwstore_get_cb cb, void *data);
+/* A customer as agents see it: the engine's document ({c:ID}:state) without its internals
+ * ("w"), with the newest timeline_max entries of its timeline list ({c:ID}:timeline) as
+ * "timeline", newest first. cb gets ok false when Redis failed, doc NULL when there is no
+ * such customer (or its document is not JSON); doc is cb's to cJSON_Delete. */
+typedef void (*gwstore_customer_cb)(void *data, bool ok, cJSON *doc);
+int gwstore_customer(redis_client_t *r, const char *customer, unsigned timeline_max,
+                     gwstore_customer_cb cb, void *data);
 
 /* The live queue in one reply (the engine's {q}:* keys), see wallboard.c for its shape. */
 int gwstore_queues(redis_client_t *r, int64_t now_ms, unsigned max_waiting,

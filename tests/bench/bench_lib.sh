@@ -49,7 +49,7 @@ wait_ready() {
 }
 
 # start_redis PREFIX: redis-server on a free port, data in $RUN/redis, files PREFIXredis.*;
-# persistence as deploy/integral.sh (appendonly $AOF, everysec). Sets REDIS_PORT, REDIS_PID.
+# settings as deploy/integral.sh (config/redis.conf; appendonly $AOF). Sets REDIS_PORT, REDIS_PID.
 start_redis() {
     local prefix=$1
     REDIS_PORT=$(free_port)
@@ -61,9 +61,8 @@ daemonize yes
 pidfile ${prefix}redis.pid
 dir $RUN/redis
 logfile ${prefix}redis.log
-save ""
+include $ROOT/config/redis.conf
 appendonly $AOF
-appendfsync everysec
 CONF
     redis-server "${prefix}redis.conf" 9>&- || die "redis-server did not start (log: ${prefix}redis.log)"
     for _ in $(seq 100); do

@@ -195,9 +195,9 @@ try:
     doc = t.doc(good)
     types = [e["type"] for e in doc["timeline"]]
     check(doc["offset"] == g_where[1] and
-          types == ["web.visited", "contact.started", "contact.queued"],
+          types == ["contact.started", "web.visited", "contact.queued"],
           "the good events around them were all applied (contact queued and started, the "
-          "65536-byte event at the limit): timeline %s" % types)
+          "65536-byte event at the limit): timeline, newest applied first, %s" % types)
     check(doc["contact"]["state"] == "active" and doc["sentiment"]["last"] == -0.8,
           "the event after the bad ones was applied")
     alerts = [a for a in t.read_alerts(expect=1, timeout=30, settle=1.0)

@@ -1,22 +1,18 @@
 """The fenced write refuses a stale owner (topic it-eng-fence, 2 partitions).
 
-1. In Redis alone: claim partition 0 as the engine does (FCALL integral_claim), then
-   FCALL integral_apply with the previous epoch returns a FENCED error and writes nothing -
-   checked with redis-cli (an independent client) and redis-py; with the current epoch it
-   writes.
-2. End to end: while an engine owns the topic, the owner epoch of partition 0 is bumped behind
-   its back, as a new owner's claim would. The engine's next write of partition 0 is refused:
-   it logs it, writes nothing for that partition (applied offset and documents unchanged)
-   while partition 1 goes on, and does not crash. After its pause it claims the partition
-   again and re-reads it from the applied offset: in the end the state and the alerts equal
-   those of an undisturbed run of the same stream. INTEGRAL_IT_SEED=N replays a run."""
+End to end: while an engine owns the topic, the owner epoch of partition 0 is bumped behind
+its back with redis-cli, as a new owner's claim would. The engine's next write of partition 0
+is refused: it logs it, writes nothing for that partition (applied offset and documents
+unchanged) while partition 1 goes on, and does not crash. After its pause it claims the
+partition again and re-reads it from the applied offset: in the end the state and the alerts
+equal those of an undisturbed run of the same stream. INTEGRAL_IT_SEED=N replays a run.
+The writer alone (stale and later epochs, a claim landing between its WATCH and EXEC) is
+tested against Redis in tests/integration/it_engine_store.c."""
 import os
 import random
 import re
 import subprocess
 import time
-
-import redis
 
 from engine_it import (LATENESS_MAX_MS, STACK, EngineTest, check, compare_alerts,
                        compare_deadletters, compare_states, fail, mixed_stream,
@@ -29,13 +25,6 @@ print("# seed %d (INTEGRAL_IT_SEED=%d replays this run)" % (seed, seed), flush=T
 t = EngineTest("fence")
 OWNER = "{p:%s:0}:owner" % t.topic
 APPLIED = "{p:%s:0}:applied" % t.topic
-
-
-def cli(*args):
-    """redis-cli, raw output: the reply's lines (an error reply is its message)."""
-    r = subprocess.run(["redis-cli", "-h", STACK["REDIS_HOST"], "-p", STACK["REDIS_PORT"],
-                        "--no-raw"] + list(args), capture_output=True, text=True, timeout=20)
-    return (r.stdout + r.stderr).strip()
 
 
 def cli_lines(*args):
@@ -68,53 +57,7 @@ def metric_of_live(eng, name):
 
 ENV = {"INTEGRAL_ENGINE_LATENESS_MS": LATENESS_MAX_MS}
 try:
-    # -- 1. The Redis function alone ------------------------------------------------------
-    # The engine registers the function library on connect (FUNCTION LOAD REPLACE): start one
-    # and stop it, so that the library is the engine's own, whatever ran before.
-    t.stop_engine(t.start_engine(ENV, tag="loader"))
-    epoch, applied_s = claim_cli()
-    check(epoch >= 1 and t.redis.get(OWNER) == str(epoch),
-          "redis-cli: integral_claim took partition 0 (owner epoch %d)" % epoch)
-    # The applied offset to write: what Redis holds, or the partition's end when nothing was
-    # applied (every message there predates this test), so the engine later resumes right.
-    before = int(applied_s) if int(applied_s) >= 0 else t.end_offsets(t.topic)[0]
-    probe = "{c:fenceprobe-%s}:state" % t.nonce
-    stale_args = ["FCALL", "integral_apply", "3", OWNER, APPLIED, probe, str(epoch - 1),
-                  str(before + 1000), '{"probe":"stale"}']
-
-    try:
-        t.redis.execute_command(*stale_args)
-        fail("redis-py: integral_apply with the previous epoch was accepted")
-    except redis.ResponseError as e:
-        check(str(e).startswith("FENCED") and str(epoch) in str(e),
-              "redis-py: the previous epoch gets a FENCED error (%s)" % e)
-    out = cli(*stale_args)
-    check("FENCED" in out and str(epoch) in out,
-          "redis-cli: the previous epoch gets a FENCED error (%s)" % out)
-    check(cli("EXISTS", probe) == "(integer) 0" and t.redis.get(probe) is None,
-          "the refused calls wrote no document (redis-cli and redis-py)")
-    held = t.redis.get(APPLIED)
-    check(held == (applied_s if int(applied_s) >= 0 else None) and
-          cli_lines("GET", APPLIED) == ([applied_s] if int(applied_s) >= 0 else []),
-          "the refused calls left the applied offset as it was (%s)" % held)
-    check(t.redis.get(OWNER) == str(epoch), "the refused calls left the owner epoch alone")
-    # A stale epoch from the future is as wrong as one from the past.
-    out = cli("FCALL", "integral_apply", "3", OWNER, APPLIED, probe, str(epoch + 1),
-              str(before + 1000), '{"probe":"ahead"}')
-    check("FENCED" in out and t.redis.get(probe) is None, "a later epoch is refused too")
-
-    out = cli("FCALL", "integral_apply", "3", OWNER, APPLIED, probe, str(epoch), str(before),
-              '{"probe":"current"}')
-    check(out == "(integer) 1", "redis-cli: integral_apply with the current epoch returns 1")
-    check(t.redis.get(probe) == '{"probe":"current"}' and t.redis.get(APPLIED) == str(before)
-          and cli_lines("GET", probe) == ['{"probe":"current"}'],
-          "the current epoch wrote the document and the applied offset (read by both clients)")
-    check(t.redis.execute_command("FCALL", "integral_apply", "3", OWNER, APPLIED, probe,
-                                  str(epoch), str(before), '{"probe":"again"}') == 1 and
-          t.redis.get(probe) == '{"probe":"again"}', "redis-py: the current epoch writes too")
-    t.redis.delete(probe)
-
-    # -- 2. End to end ----------------------------------------------------------------------
+    # -- End to end ----------------------------------------------------------------------
     stream = mixed_stream(seed, EVENTS, t.nonce)
     half = EVENTS // 2
     eng = t.start_engine(ENV, tag="engine")
@@ -124,6 +67,7 @@ try:
     # The fenced run: suffix "f", first half, then the epoch bump, then the second half.
     where_f = produce_tracked(t, stream.events("f", 0, half))
     wait_applied(t, t.end_offsets(t.topic), 120, "the first half", [eng])
+    epoch = int(t.redis.get(OWNER))
     bumped, applied0 = claim_cli()
     applied0 = int(applied0)
     snapshot = run_docs(t, stream, "f")

@@ -39,10 +39,13 @@ try:
         return sum(metric_series(eng, name).values())
 
     def snapshot(customers):
+        """{customer: (document bytes, its timeline list)}."""
         pipe = t.redis.pipeline()
         for c in customers:
             pipe.get("{c:%s}:state" % c)
-        return dict(zip(customers, pipe.execute()))
+            pipe.lrange("{c:%s}:timeline" % c, 0, -1)
+        replies = pipe.execute()
+        return {c: (replies[2 * i], tuple(replies[2 * i + 1])) for i, c in enumerate(customers)}
 
     def alerts_now(customers):
         """[(alert id, rule, customer)] on the alerts topic since the test began."""
@@ -82,10 +85,10 @@ try:
     ends = t.end_offsets(t.topic)
     wait_applied(t, ends, 60, "the re-sent events", [eng])
     check(snapshot([dup])[dup] == before,
-          "re-sent events (same ids) change nothing: the document is byte for byte the same "
-          "(complaints_90d %d, revenue_12m %s, offset %d)" %
-          (json.loads(before)["counts"]["complaints_90d"],
-           json.loads(before)["money"]["revenue_12m"], json.loads(before)["offset"]))
+          "re-sent events (same ids) change nothing: the document and the timeline (%d "
+          "entries) are byte for byte the same (complaints_90d %d, revenue_12m %s, offset %d)" %
+          (len(before[1]), json.loads(before[0])["counts"]["complaints_90d"],
+           json.loads(before[0])["money"]["revenue_12m"], json.loads(before[0])["offset"]))
     check(total(eng, "integral_engine_duplicates_total") - dups_before == 2,
           "both counted as duplicates")
     customers.append(dup)
@@ -102,9 +105,11 @@ try:
         by_rule[r] = by_rule.get(r, 0) + 1
     dlq1 = len(read_to_end(t, t.dlq_topic))
     n_msgs = sum(ends.values())
-    check(all(docs1[c] is not None for c in customers) and len(ids1) >= 20,
-          "first run: %d documents, %d alerts (%s), %d dead letters, %d messages in the topic"
-          % (len(customers), len(ids1), json.dumps(by_rule, sort_keys=True), dlq1, n_msgs))
+    check(all(docs1[c][0] is not None for c in customers) and len(ids1) >= 20,
+          "first run: %d documents (%d timeline entries), %d alerts (%s), %d dead letters, %d "
+          "messages in the topic" % (len(customers), sum(len(d[1]) for d in docs1.values()),
+                                     len(ids1), json.dumps(by_rule, sort_keys=True), dlq1,
+                                     n_msgs))
     t.stop_engine(eng)
     print("# first run: %.1f s" % (time.time() - start), flush=True)
 
@@ -139,7 +144,7 @@ try:
     t.read_alerts(expect=0, timeout=2, settle=2.0)
     docs2 = snapshot(customers)
     changed = [c for c in customers if docs2[c] != docs1[c]]
-    check(not changed, "all %d documents byte for byte unchanged after the replay%s" %
+    check(not changed, "all %d documents and timelines byte for byte unchanged after the replay%s" %
           (len(customers), (": differ: %s" % changed[:3]) if changed else ""))
     alerts2 = alerts_now(set(customers))
     new_ids = {a[0] for a in alerts2} - ids1
@@ -152,17 +157,19 @@ try:
     t.stop_engine(eng)
 
     # -- 3. Rebuild: documents deleted too --------------------------------------------------
-    t.redis.delete(*["{c:%s}:state" % c for c in customers])
+    t.redis.delete(*["{c:%s}:%s" % (c, k) for c in customers for k in ("state", "timeline")])
     reset_applied()
     eng = rerun("rebuild", t.group + "-rebuild", "the rebuild", "integral_engine_events_total")
     t.read_alerts(expect=0, timeout=2, settle=2.0)
     docs3 = snapshot(customers)
     changed = [c for c in customers if docs3[c] != docs1[c]]
     for c in changed[:2]:
-        a, b = json.loads(docs1[c]), json.loads(docs3[c]) if docs3[c] else {}
+        a, b = json.loads(docs1[c][0]), json.loads(docs3[c][0]) if docs3[c][0] else {}
+        if docs1[c][1] != docs3[c][1]:
+            print("  %s: timelines differ" % c, flush=True)
         print("  %s differs in %s" % (c, sorted(k for k in a if a.get(k) != b.get(k))),
               flush=True)
-    check(not changed, "all %d documents rebuilt from the topic byte for byte equal%s" %
+    check(not changed, "all %d documents and timelines rebuilt from the topic byte for byte equal%s" %
           (len(customers), (": differ: %s" % changed[:3]) if changed else ""))
     alerts3 = alerts_now(set(customers))[len(alerts2):]
     ids3 = {a[0] for a in alerts3}

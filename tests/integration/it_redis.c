@@ -109,23 +109,6 @@ typedef struct {
     bool close_on_last;    /* close from inside reply PIPELINE_COUNT */
 } it_t;
 
-static void on_wait_timer(uv_timer_t *timer)
-{
-    it_t *t = timer->data;
-    t->expired = true;
-}
-
-/* Runs the loop until cond holds, at most ms milliseconds, then asserts cond. */
-#define WAIT_FOR(t, cond, ms)                                                                    \
-    do {                                                                                         \
-        (t)->expired = false;                                                                    \
-        uv_timer_start(&(t)->wait_timer, on_wait_timer, (ms), 0);                                \
-        while (!(cond) && !(t)->expired)                                                         \
-            uv_run(&(t)->loop, UV_RUN_ONCE);                                                     \
-        uv_timer_stop(&(t)->wait_timer);                                                         \
-        if (!(cond))                                                                             \
-            fail_msg("not within %d ms: %s", (int)(ms), #cond);                                  \
-    } while (0)
 
 static void on_state(redis_client_t *c, redis_state_t state, const char *reason, void *data)
 {
@@ -164,7 +147,7 @@ static void it_start(it_t *t, const redis_client_options_t *opts)
     memset(t, 0, sizeof *t);
     assert_int_equal(uv_loop_init(&t->loop), 0);
     uv_timer_init(&t->loop, &t->wait_timer);
-    t->wait_timer.data = t;
+    t->wait_timer.data = &t->expired;
     redis_client_options_t o = opts ? *opts : default_options(t);
     o.data = t;
     assert_int_equal(redis_client_new(&t->c, &t->loop, &o), 0);
@@ -175,7 +158,7 @@ static void it_finish(it_t *t)
 {
     if (t->count[REDIS_STATE_CLOSED] == 0) /* else t->c may be freed already */
         redis_client_close(t->c, on_closed, t);
-    WAIT_FOR(t, t->closed == 1, 10000);
+    IT_WAIT_FOR(t, t->closed == 1, 10000);
     assert_int_equal(t->states[t->n_states - 1], REDIS_STATE_CLOSED);
     assert_int_equal(t->count[REDIS_STATE_CLOSED], 1);
     uv_close((uv_handle_t *)&t->wait_timer, NULL);
@@ -218,7 +201,7 @@ static void roundtrip(it_t *t, const char *cmd)
          tok = strtok_r(NULL, " ", &save))
         argv[argc++] = tok;
     assert_int_equal(redis_client_command_argv(t->c, on_reply, t, argc, argv, NULL), 0);
-    WAIT_FOR(t, t->replies + t->nulls == before + 1, 5000);
+    IT_WAIT_FOR(t, t->replies + t->nulls == before + 1, 5000);
 }
 
 #define STATE(t) redis_client_state((t)->c)
@@ -247,7 +230,7 @@ static void commands_and_pipelining(void **state)
     redis_client_options_t opts = default_options(&t);
     opts.max_pending = 2 * PIPELINE_COUNT; /* the default, 16384, would refuse some: EFULL */
     it_start(&t, &opts);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     assert_int_equal(t.n_states, 1);
 
     /* Plain, binary-safe and error replies. */
@@ -258,7 +241,7 @@ static void commands_and_pipelining(void **state)
                                           sizeof bin),
                      0);
     assert_int_equal(redis_client_command(t.c, on_reply, &t, "STRLEN it_redis:bin"), 0);
-    WAIT_FOR(&t, t.replies == before + 2, 5000);
+    IT_WAIT_FOR(&t, t.replies == before + 2, 5000);
     assert_int_equal(t.last_int, (long long)sizeof bin);
     roundtrip(&t, "SET it_redis:str hello");
     roundtrip(&t, "INCR it_redis:str");
@@ -272,7 +255,7 @@ static void commands_and_pipelining(void **state)
     uint64_t start = uv_now(&t.loop);
     for (int i = 0; i < PIPELINE_COUNT; i++)
         assert_int_equal(redis_client_command(t.c, on_incr, &t, "INCR it_redis:counter"), 0);
-    WAIT_FOR(&t, t.closed == 1, 30000);
+    IT_WAIT_FOR(&t, t.closed == 1, 30000);
     print_message("  %d INCRs answered in %llu ms\n", PIPELINE_COUNT,
                   (unsigned long long)(uv_now(&t.loop) - start));
     assert_int_equal(t.replies, PIPELINE_COUNT);
@@ -285,7 +268,7 @@ static void close_while_ready_answers_pending_commands(void **state)
 {
     it_t t;
     it_start(&t, NULL);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     roundtrip(&t, "DEL it_redis:counter");
     t.replies = 0;
     for (int i = 0; i < 100; i++)
@@ -305,7 +288,7 @@ static void function_libraries_are_loaded(void **state)
     it_t t;
     it_start(&t, NULL);
     assert_int_equal(redis_client_add_function_library(t.c, LIB_ECHO), 0);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     roundtrip(&t, "FCALL it_redis_echo 0 hello");
     assert_string_equal(t.last_str, "hello");
 
@@ -326,7 +309,7 @@ static void restarted_redis_gets_functions_back(void **state)
     redis_client_options_t opts = default_options(&t);
     it_start(&t, &opts);
     assert_int_equal(redis_client_add_function_library(t.c, LIB_ECHO), 0);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     roundtrip(&t, "FCALL it_redis_echo 0 before");
     assert_string_equal(t.last_str, "before");
 
@@ -335,7 +318,7 @@ static void restarted_redis_gets_functions_back(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(redis_client_command(t.c, on_reply, &t, "INCR it_redis:counter"), 0);
     redis_stop();
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING && t.nulls == nulls + 5, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING && t.nulls == nulls + 5, 5000);
     assert_int_equal(t.refused_in_null_cb, 5);
     assert_true(t.null_errstr[0] != '\0');
     assert_true(last_reason(&t)[0] != '\0');
@@ -346,7 +329,7 @@ static void restarted_redis_gets_functions_back(void **state)
 
     /* Back up: READY again only once the library is reloaded (nothing persisted it). */
     redis_start();
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 10000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 10000);
     assert_int_equal(t.count[REDIS_STATE_READY], 2);
     assert_int_equal(t.count[REDIS_STATE_RECONNECTING], 1);
     roundtrip(&t, "FCALL it_redis_echo 0 after");
@@ -363,15 +346,15 @@ static void client_started_while_redis_is_down(void **state)
     redis_stop();
     it_t t;
     it_start(&t, NULL);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING, 5000);
     assert_non_null(strstr(t.reasons[0], "Connection refused"));
     redis_client_stats_t st;
-    WAIT_FOR(&t, (redis_client_stats(t.c, &st), st.reconnects >= 2), 5000);
+    IT_WAIT_FOR(&t, (redis_client_stats(t.c, &st), st.reconnects >= 2), 5000);
     assert_int_equal(t.n_states, 1); /* failed retries are silent */
     assert_int_equal(redis_client_command(t.c, on_reply, &t, "PING"), REDIS_CLIENT_ENOTREADY);
 
     redis_start();
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 10000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 10000);
     roundtrip(&t, "PING");
     assert_string_equal(t.last_str, "PONG");
     it_finish(&t);
@@ -383,14 +366,14 @@ static void command_timeout_drops_and_reconnects(void **state)
     redis_client_options_t opts = default_options(&t);
     opts.command_timeout_ms = 500;
     it_start(&t, &opts);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     roundtrip(&t, "PING");
 
     assert_int_equal(it_sh("%s client pause 3000 all >/dev/null", cli), 0);
     uv_update_time(&t.loop);
     uint64_t start = uv_now(&t.loop);
     assert_int_equal(redis_client_command(t.c, on_reply, &t, "INCR it_redis:counter"), 0);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING && t.nulls == 1, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING && t.nulls == 1, 5000);
     uint64_t took = uv_now(&t.loop) - start;
     print_message("  watchdog fired after %llu ms\n", (unsigned long long)took);
     assert_true(took >= 500 && took < 2500);
@@ -401,7 +384,7 @@ static void command_timeout_drops_and_reconnects(void **state)
     assert_true(st.timeouts >= 1);
 
     /* READY again once the pause is over (the reconnect's PING waits for it too). */
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 15000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 15000);
     roundtrip(&t, "PING");
     assert_string_equal(t.last_str, "PONG");
     it_finish(&t);
@@ -412,12 +395,12 @@ static void bad_function_library_is_reported(void **state)
     it_t t;
     it_start(&t, NULL);
     assert_int_equal(redis_client_add_function_library(t.c, LIB_BAD), 0);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING, 5000);
     assert_true(strncmp(t.reasons[0], "FUNCTION LOAD failed: ", 22) == 0);
     assert_true(strncmp(redis_client_errstr(t.c), "FUNCTION LOAD failed: ", 22) == 0);
     /* It is retried with backoff and never gets READY. */
     redis_client_stats_t st;
-    WAIT_FOR(&t, (redis_client_stats(t.c, &st), st.reconnects >= 3), 5000);
+    IT_WAIT_FOR(&t, (redis_client_stats(t.c, &st), st.reconnects >= 3), 5000);
     assert_int_equal(t.count[REDIS_STATE_READY], 0);
     assert_int_equal(t.n_states, 1);
     it_finish(&t);
@@ -427,11 +410,11 @@ static void bad_function_library_added_while_ready(void **state)
 {
     it_t t;
     it_start(&t, NULL);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     for (int i = 0; i < 3; i++) /* in flight when the load fails: they still get replies */
         assert_int_equal(redis_client_command(t.c, on_reply, &t, "PING"), 0);
     assert_int_equal(redis_client_add_function_library(t.c, LIB_BAD), 0);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_RECONNECTING, 5000);
     assert_true(strncmp(last_reason(&t), "FUNCTION LOAD failed: ", 22) == 0);
     assert_int_equal(t.replies + t.nulls, 3);
     it_finish(&t);
@@ -443,18 +426,18 @@ static void max_pending_refuses_with_efull(void **state)
     redis_client_options_t opts = default_options(&t);
     opts.max_pending = 4;
     it_start(&t, &opts);
-    WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
     for (int i = 0; i < 4; i++)
         assert_int_equal(redis_client_command(t.c, on_reply, &t, "PING"), 0);
     assert_int_equal(redis_client_command(t.c, on_reply, &t, "PING"), REDIS_CLIENT_EFULL);
     redis_client_stats_t st;
     redis_client_stats(t.c, &st);
     assert_int_equal(st.refused, 1);
-    WAIT_FOR(&t, t.replies == 4, 5000);
+    IT_WAIT_FOR(&t, t.replies == 4, 5000);
     /* Answered: the slots are free again, the ring wraps. */
     for (int i = 0; i < 4; i++)
         assert_int_equal(redis_client_command(t.c, on_reply, &t, "PING"), 0);
-    WAIT_FOR(&t, t.replies == 8, 5000);
+    IT_WAIT_FOR(&t, t.replies == 8, 5000);
     redis_client_stats(t.c, &st);
     assert_int_equal(st.sent, 8);
     assert_int_equal(st.failed, 0);

@@ -211,8 +211,13 @@ class EngineTest:
 
     # -- Redis -------------------------------------------------------------------------
     def doc(self, customer_id):
-        v = self.redis.get("{c:%s}:state" % customer_id)
-        return json.loads(v) if v is not None else None
+        """The customer's document with its timeline list attached as "timeline" (newest
+        first), as the gateway shows it; None when there is no document."""
+        pipe = self.redis.pipeline()
+        pipe.get("{c:%s}:state" % customer_id)
+        pipe.lrange("{c:%s}:timeline" % customer_id, 0, -1)
+        v, timeline = pipe.execute()
+        return with_timeline(v, timeline)
 
     def docs(self, customer_ids):
         return {c: self.doc(c) for c in customer_ids}
@@ -597,15 +602,28 @@ def read_to_end(t, topic, timeout=60):
     return list(t.seen[topic])
 
 
+def with_timeline(doc_text, timeline):
+    """A document (JSON text or None) with its timeline list's entries as "timeline"."""
+    if doc_text is None:
+        if timeline:
+            fail("a timeline without a document: %s" % timeline[:2])
+        return None
+    doc = json.loads(doc_text)
+    doc["timeline"] = [json.loads(e) for e in timeline]
+    return doc
+
+
 def run_docs(t, stream, run):
-    """{customer name: document or None} of one run."""
+    """{customer name: document (with its timeline) or None} of one run."""
     subjects = stream.customers(run)
     pipe = t.redis.pipeline()
     order = list(subjects)
     for s in order:
         pipe.get("{c:%s}:state" % s)
-    return {subjects[s]: (json.loads(v) if v is not None else None)
-            for s, v in zip(order, pipe.execute())}
+        pipe.lrange("{c:%s}:timeline" % s, 0, -1)
+    replies = pipe.execute()
+    return {subjects[s]: with_timeline(replies[2 * i], replies[2 * i + 1])
+            for i, s in enumerate(order)}
 
 
 def expected_offsets(stream, where, start=0):

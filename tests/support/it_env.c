@@ -1,6 +1,9 @@
 /* it_env.c - reads the shared test stack's env file. See it_env.h. */
 #include "it_env.h"
 
+#include <stdbool.h>
+#include <uv.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,4 +72,9 @@ int it_sh(const char *fmt, ...)
     if (status == -1 || !WIFEXITED(status))
         return -1;
     return WEXITSTATUS(status);
+}
+
+void it_wait_expired(uv_timer_t *timer)
+{
+    *(bool *)timer->data = true;
 }

@@ -17,4 +17,21 @@ int it_env_int(const char *key);
 /* Runs a shell command, returns its exit status (or -1); logs the command. */
 int it_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Runs loop until cond holds, at most ms milliseconds, then asserts cond (cmocka). t is a
+ * struct with a uv_loop_t loop, a uv_timer_t wait_timer initialized on it whose data points
+ * at t->expired, and bool expired. */
+#define IT_WAIT_FOR(t, cond, ms)                                                                 \
+    do {                                                                                         \
+        (t)->expired = false;                                                                    \
+        uv_timer_start(&(t)->wait_timer, it_wait_expired, (ms), 0);                              \
+        while (!(cond) && !(t)->expired)                                                         \
+            uv_run(&(t)->loop, UV_RUN_ONCE);                                                     \
+        uv_timer_stop(&(t)->wait_timer);                                                         \
+        if (!(cond))                                                                             \
+            fail_msg("not within %d ms: %s", (int)(ms), #cond);                                  \
+    } while (0)
+
+/* IT_WAIT_FOR's timer callback: sets *(bool *)timer->data. */
+struct uv_timer_s;
+void it_wait_expired(struct uv_timer_s *timer);
 #endif

@@ -105,12 +105,6 @@ static size_t to_json(const customer_t *c, char *buf)
     return len;
 }
 
-/* The i-th newest timeline entry. */
-static const state_timeline_entry_t *timeline(int i)
-{
-    assert_true(i < cust.n_timeline);
-    return &cust.timeline[(cust.timeline_head - i + STATE_TIMELINE_MAX) % STATE_TIMELINE_MAX];
-}
 
 /* Writes c, reads it back into `other`, writes that, and asserts both documents are equal. */
 static void assert_round_trip(const customer_t *c)
@@ -600,56 +594,27 @@ static void transfer_to_queue_queues_again(void **state)
 
 /* ---- Timeline */
 
-static void timeline_keeps_last_100_newest_first(void **state)
-{
-    for (int i = 0; i < STATE_TIMELINE_MAX + 5; i++)
-        apply("payment.failed", T0 + i * 1000, "{\"amount\":%d}", i);
-    assert_int_equal(cust.n_timeline, STATE_TIMELINE_MAX);
-    assert_int_equal(timeline(0)->time_ms, T0 + 104 * 1000);
-    assert_string_equal(timeline(0)->text, "payment of 104.00 failed");
-    assert_int_equal(timeline(99)->time_ms, T0 + 5 * 1000);
-    for (int i = 1; i < STATE_TIMELINE_MAX; i++)
-        assert_true(timeline(i)->time_ms < timeline(i - 1)->time_ms);
-}
-
-static void timeline_places_late_event_by_time(void **state)
-{
-    apply("payment.failed", T0, "{\"amount\":1}");
-    apply("payment.failed", T0 + 2000, "{\"amount\":3}");
-    apply("payment.failed", T0 + 1000, "{\"amount\":2}");
-    assert_string_equal(timeline(0)->text, "payment of 3.00 failed");
-    assert_string_equal(timeline(1)->text, "payment of 2.00 failed");
-    assert_string_equal(timeline(2)->text, "payment of 1.00 failed");
-}
-
-static void late_event_in_full_timeline_drops_the_oldest(void **state)
-{
-    for (int i = 0; i < STATE_TIMELINE_MAX; i++)
-        apply("payment.failed", T0 + i * 1000, "{\"amount\":%d}", i);
-    apply("payment.failed", T0 + 500, "{\"amount\":1000}"); /* between the two oldest */
-    assert_int_equal(cust.n_timeline, STATE_TIMELINE_MAX);
-    assert_string_equal(timeline(99)->text, "payment of 1000.00 failed");
-    assert_string_equal(timeline(98)->text, "payment of 1.00 failed");
-    apply("payment.failed", T0 - 1000, "{\"amount\":2000}"); /* older than all: not kept */
-    assert_string_equal(timeline(99)->text, "payment of 1000.00 failed");
-}
-
 static void timeline_texts_read_for_agents(void **state)
 {
     queued("k-1", T0, "phone", "technical");
-    assert_string_equal(timeline(0)->text, "phone contact in queue billing (reason: technical)");
-    assert_int_equal(timeline(0)->type, EVENT_CONTACT_QUEUED);
+    assert_true(res.timeline);
+    assert_string_equal(res.timeline_text, "phone contact in queue billing (reason: technical)");
     apply("order.updated", T0, "{\"order_id\":\"o-17\",\"status\":\"delayed\"}");
-    assert_string_equal(timeline(0)->text, "order o-17 delayed");
+    assert_string_equal(res.timeline_text, "order o-17 delayed");
     apply("contact.ended", T0, "{\"contact_id\":\"k-1\",\"duration_s\":312.5,\"resolved\":true}");
-    assert_string_equal(timeline(0)->text, "phone contact ended after 5m 12s (resolved)");
+    assert_string_equal(res.timeline_text, "phone contact ended after 5m 12s (resolved)");
     apply("survey.answered", T0, "{\"csat\":2,\"nps\":3}");
-    assert_string_equal(timeline(0)->text, "survey: CSAT 2, NPS 3");
+    assert_string_equal(res.timeline_text, "survey: CSAT 2, NPS 3");
     apply("subscription.changed", T0, "{\"action\":\"cancel_requested\",\"mrr_delta\":-20}");
-    assert_string_equal(timeline(0)->text, "subscription cancel requested (MRR -20.00)");
+    assert_string_equal(res.timeline_text, "subscription cancel requested (MRR -20.00)");
     apply("sentiment.sampled", T0, "{\"contact_id\":\"k-1\",\"score\":0.1}");
+    assert_false(res.timeline); /* neither is an interaction for the timeline */
     apply("customer.profile", T0, "{\"name\":\"Ada\"}");
-    assert_int_equal(cust.n_timeline, 5); /* neither adds an entry */
+    assert_false(res.timeline);
+    /* A duplicate changes nothing, so it has no entry either. */
+    parse_event("e-1", cust.id, "payment.failed", T0, "{\"amount\":1}");
+    assert_int_equal(customer_apply(&cust, &ev, STATE_NO_OFFSET, &cfg, &res), STATE_DUPLICATE);
+    assert_false(res.timeline);
 }
 
 static void timeline_text_cut_at_character_boundary(void **state)
@@ -659,7 +624,7 @@ static void timeline_text_cut_at_character_boundary(void **state)
     for (int i = 0; i < 30; i++)
         strcat(reason, "\xc3\xa9");
     queued("k-1", T0, "phone", reason);
-    const char *text = timeline(0)->text;
+    const char *text = res.timeline_text;
     size_t n = strlen(text);
     assert_true(n <= STATE_TIMELINE_TEXT_SIZE - 1);
     assert_memory_equal(text + n - 3, "\xe2\x80\xa6", 3);
@@ -877,7 +842,7 @@ static void assert_refused(const char *json, size_t len, const char *detail)
         fail_msg("accepted: %.200s", json);
     if (!strstr(err, detail)) fail_msg("error \"%s\" lacks \"%s\"", err, detail);
     assert_string_equal(other.id, ""); /* left empty */
-    assert_int_equal(other.n_timeline, 0);
+    assert_int_equal(other.n_contacts, 0);
 }
 
 static void garbage_json_rejected(void **state)
@@ -920,7 +885,6 @@ static void bad_field_in_document_named_in_error(void **state)
         {"\"state\":\"active\"", "\"state\":\"sleeping\"", "contact.state"},
         {"\"csat\":2", "\"csat\":6", "survey.csat"},
         {"\"tier\":null", "\"tier\":\"Z\"", "tier"},
-        {"\"type\":\"contact.started\"", "\"type\":\"agent.state\"", "timeline["},
         {"\"ids\":\"", "\"ids\":\"!", "w.ids"},
         {"\"cx\":[", "\"cx\":[-5,", "w.cx[0]"},
         {"\"language\":\"en-GB\"", "\"language\":\"en GB\"", "profile.language"},
@@ -934,16 +898,6 @@ static void bad_field_in_document_named_in_error(void **state)
         mutate(cases[i].from, cases[i].to);
         assert_refused(doc2, strlen(doc2), cases[i].detail);
     }
-}
-
-static void unsorted_timeline_rejected(void **state)
-{
-    apply("payment.failed", T0, "{\"amount\":1}");
-    apply("payment.failed", T0 + 1000, "{\"amount\":2}");
-    to_json(&cust, doc);
-    mutate("\"timeline\":[{\"time\":\"2026-11-30T17:02:21.000Z\"",
-           "\"timeline\":[{\"time\":\"2026-11-30T17:02:19.000Z\"");
-    assert_refused(doc2, strlen(doc2), "timeline[1]");
 }
 
 /* Truncating a valid document anywhere never crashes and never reads as valid. */
@@ -992,9 +946,6 @@ int main(void)
         cmocka_unit_test_setup(late_event_of_ended_contact_does_not_reopen_it, setup),
         cmocka_unit_test_setup(ending_another_contact_keeps_the_current_one, setup),
         cmocka_unit_test_setup(transfer_to_queue_queues_again, setup),
-        cmocka_unit_test_setup(timeline_keeps_last_100_newest_first, setup),
-        cmocka_unit_test_setup(timeline_places_late_event_by_time, setup),
-        cmocka_unit_test_setup(late_event_in_full_timeline_drops_the_oldest, setup),
         cmocka_unit_test_setup(timeline_texts_read_for_agents, setup),
         cmocka_unit_test_setup(timeline_text_cut_at_character_boundary, setup),
         cmocka_unit_test_setup(profile_upsert_keeps_absent_fields, setup),
@@ -1008,7 +959,6 @@ int main(void)
         cmocka_unit_test_setup(times_match_timefmt_format, setup),
         cmocka_unit_test_setup(garbage_json_rejected, setup),
         cmocka_unit_test_setup(bad_field_in_document_named_in_error, setup),
-        cmocka_unit_test_setup(unsorted_timeline_rejected, setup),
         cmocka_unit_test_setup(every_truncation_of_a_document_is_refused, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

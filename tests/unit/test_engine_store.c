@@ -1,5 +1,5 @@
-/* test_engine_store.c - the batch write's command (store_command_build): one write as it
- * was, and the group commit of several writes of a partition: each document once with its
+/* test_engine_store.c - the batch write's arguments (store_command_build): one write, and
+ * the group commit of several writes of a partition: each document once with its
  * newest value, the live-queue operations of all of them in order, the last write's applied
  * offset; documents serialized in place (begin/commit); a recycled write; and the cache's
  * watch list that the 1-second timer walks. */
@@ -26,17 +26,16 @@ static const char *arg(const store_command_t *c, int i, char *buf, size_t cap)
 /* The value written for key, or NULL when the command does not write it. */
 static const char *value_of(const store_command_t *c, const char *key, char *buf, size_t cap)
 {
-    int keys = atoi(ARG(c, 2)) - 2;
-    for (int k = 0; k < keys; k++) {
-        if (strcmp(ARG(c, 5 + k), key) == 0)
-            return arg(c, 5 + keys + 2 + k, buf, cap);
+    for (size_t k = 0; k + 2 < c->pair_args; k += 2) { /* the last pair: the applied offset */
+        if (strcmp(ARG(c, (int)k), key) == 0)
+            return arg(c, (int)k + 1, buf, cap);
     }
     return NULL;
 }
 
 #define VALUE(c, key) value_of((c), (key), (char[512]){0}, 512)
 
-static void one_write_is_the_plain_fcall(void **state)
+static void one_write_is_mset_pairs_then_operations(void **state)
 {
     (void)state;
     store_write_t *w = store_write_new("interactions", 7, 3, 101);
@@ -45,25 +44,17 @@ static void one_write_is_the_plain_fcall(void **state)
     assert_int_equal(store_write_add_op(w, STORE_OP_QUEUED, 5000, "k1", "billing", "{}", 2), 0);
     store_command_t c;
     assert_int_equal(store_command_build(&c, &w, 1), 0);
-    /* FCALL integral_apply 4 owner applied ka kb epoch offset va vb Q 5000 k1 billing {} */
-    assert_int_equal(c.argc, 5 + 2 + 2 + 2 + 5);
+    /* ka va kb vb applied 101 | Q 5000 k1 billing {} */
+    assert_int_equal(c.pair_args, 6);
+    assert_int_equal(c.op_args, 5);
     assert_int_equal(c.docs, 2);
-    assert_string_equal(ARG(&c, 0), "FCALL");
-    assert_string_equal(ARG(&c, 1), "integral_apply");
-    assert_string_equal(ARG(&c, 2), "4");
-    assert_string_equal(ARG(&c, 3), "{p:interactions:7}:owner");
-    assert_string_equal(ARG(&c, 4), "{p:interactions:7}:applied");
-    assert_string_equal(ARG(&c, 5), "{c:a}:state");
-    assert_string_equal(ARG(&c, 6), "{c:b}:state");
-    assert_string_equal(ARG(&c, 7), "3");
-    assert_string_equal(ARG(&c, 8), "101");
-    assert_string_equal(ARG(&c, 9), "A1");
-    assert_string_equal(ARG(&c, 10), "B1");
-    assert_string_equal(ARG(&c, 11), "Q");
-    assert_string_equal(ARG(&c, 12), "5000");
-    assert_string_equal(ARG(&c, 13), "k1");
-    assert_string_equal(ARG(&c, 14), "billing");
-    assert_string_equal(ARG(&c, 15), "{}");
+    assert_string_equal(c.owner, "{p:interactions:7}:owner");
+    assert_string_equal(c.epoch, "3");
+    const char *want[] = {"{c:a}:state", "A1", "{c:b}:state", "B1",
+                          "{p:interactions:7}:applied", "101", "Q", "5000", "k1", "billing",
+                          "{}"};
+    for (int i = 0; i < 11; i++)
+        assert_string_equal(ARG(&c, i), want[i]);
     store_command_free(&c);
     store_write_free(w);
 }
@@ -87,15 +78,15 @@ static void merged_writes_keep_each_document_once_with_its_newest_value(void **s
     store_command_t c;
     assert_int_equal(store_command_build(&c, ws, 3), 0);
     assert_int_equal(c.docs, 3);
-    assert_string_equal(ARG(&c, 2), "5");
-    assert_string_equal(ARG(&c, 5 + 3), "9");      /* epoch */
-    assert_string_equal(ARG(&c, 5 + 3 + 1), "31"); /* the last write's applied offset */
+    assert_int_equal(c.pair_args, 2 * 3 + 2);
+    assert_string_equal(c.epoch, "9");
+    assert_string_equal(ARG(&c, 7), "31"); /* the last write's applied offset */
     assert_string_equal(VALUE(&c, "{c:a}:state"), "a@30");
     assert_string_equal(VALUE(&c, "{c:b}:state"), "b@20");
     assert_string_equal(VALUE(&c, "{c:c}:state"), "c@20");
     /* The operations, oldest write first, in their order. */
-    int ops = 5 + 3 + 2 + 3;
-    assert_int_equal(c.argc, ops + 4 * 5);
+    int ops = 2 * 3 + 2;
+    assert_int_equal(c.op_args, 4 * 5);
     const char *want[4][5] = {{"Q", "1", "c1", "q", "i1"},
                               {"S", "2", "c1", "", ""},
                               {"G", "3", "agent:x", "", "{\"s\":1}"},
@@ -144,8 +135,9 @@ static void many_merged_writes_dedupe_every_key(void **state)
         assert_string_equal(got, value);
     }
     assert_int_equal(c.docs, expected);
-    assert_int_equal(c.argc, 5 + 2 + 2 * (int)expected);
-    assert_string_equal(ARG(&c, 5 + (int)expected + 1), "40");
+    assert_int_equal(c.pair_args, 2 * expected + 2);
+    assert_int_equal(c.op_args, 0);
+    assert_string_equal(ARG(&c, 2 * (int)expected + 1), "40");
     store_command_free(&c);
     for (int i = 0; i < WRITES; i++)
         store_write_free(ws[i]);
@@ -169,7 +161,7 @@ static void documents_serialized_in_place_and_recycled_writes(void **state)
     assert_int_equal(store_write_count(w), 2);
     store_command_t c;
     assert_int_equal(store_command_build(&c, &w, 1), 0);
-    assert_string_equal(ARG(&c, 8), "77");
+    assert_string_equal(ARG(&c, 5), "77");
     assert_string_equal(VALUE(&c, "{c:a}:state"), "doc-a");
     assert_string_equal(VALUE(&c, "{c:b}:state"), "doc-b");
     store_command_free(&c);
@@ -181,9 +173,10 @@ static void documents_serialized_in_place_and_recycled_writes(void **state)
     assert_int_equal(store_write_capacity(w), capacity); /* buffers kept */
     store_write_add(w, "{c:z}:state", "z", 1);
     assert_int_equal(store_command_build(&c, &w, 1), 0);
-    assert_string_equal(ARG(&c, 3), "{p:u:3}:owner");
-    assert_string_equal(ARG(&c, 6), "6");
-    assert_string_equal(ARG(&c, 7), "12");
+    assert_string_equal(c.owner, "{p:u:3}:owner");
+    assert_string_equal(c.epoch, "6");
+    assert_string_equal(ARG(&c, 2), "{p:u:3}:applied");
+    assert_string_equal(ARG(&c, 3), "12");
     assert_string_equal(VALUE(&c, "{c:z}:state"), "z");
     assert_null(VALUE(&c, "{c:a}:state"));
     store_command_free(&c);
@@ -202,11 +195,12 @@ static void copied_operations_keep_long_fields(void **state)
     assert_int_equal(store_write_copy_ops(dst, src), 0);
     store_command_t c;
     assert_int_equal(store_command_build(&c, &dst, 1), 0);
-    assert_int_equal(c.argc, 5 + 2 + 5);
-    assert_int_equal(c.lens[9], strlen(id));
-    assert_memory_equal(c.argv[9], id, strlen(id));
-    assert_int_equal(c.lens[11], sizeof info);
-    assert_memory_equal(c.argv[11], info, sizeof info);
+    assert_int_equal(c.pair_args, 2);
+    assert_int_equal(c.op_args, 5);
+    assert_int_equal(c.lens[4], strlen(id));
+    assert_memory_equal(c.argv[4], id, strlen(id));
+    assert_int_equal(c.lens[6], sizeof info);
+    assert_memory_equal(c.argv[6], info, sizeof info);
     store_command_free(&c);
     store_write_free(src);
     store_write_free(dst);
@@ -260,7 +254,7 @@ int main(void)
 {
 #define T(name) cmocka_unit_test(name)
     const struct CMUnitTest tests[] = {
-        T(one_write_is_the_plain_fcall),
+        T(one_write_is_mset_pairs_then_operations),
         T(merged_writes_keep_each_document_once_with_its_newest_value),
         T(many_merged_writes_dedupe_every_key),
         T(documents_serialized_in_place_and_recycled_writes),
