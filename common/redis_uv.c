@@ -623,23 +623,39 @@ int redis_client_add_function_library(redis_client_t *c, const char *lua_code)
     return 0;
 }
 
-/* Argument i of a command formatted by hiredis ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"). */
+/* The decimal number at *p, up to its CRLF, all before end (a formatted command need not end
+ * with a NUL: strtol could read past it). Moves *p past the CRLF; -1 when malformed. */
+static long resp_number(const char **p, const char *end)
+{
+    long n = 0;
+    const char *s = *p;
+    if (s >= end || *s < '0' || *s > '9')
+        return -1;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        if (n > (LONG_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (*s - '0');
+    }
+    if (end - s < 2 || s[0] != '\r' || s[1] != '\n')
+        return -1;
+    *p = s + 2;
+    return n;
+}
+
+/* Argument i of a formatted command ("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", len bytes). */
 static bool command_arg(const char *cmd, size_t len, int i, const char **arg, size_t *arglen)
 {
     const char *p = cmd, *end = cmd + len;
-    char *next;
-    if (p >= end || *p != '*')
+    if (p >= end || *p++ != '*')
         return false;
-    long argc = strtol(p + 1, &next, 10);
-    if (i >= argc)
+    long argc = resp_number(&p, end);
+    if (argc < 0 || i >= argc)
         return false;
-    p = next + 2;
     for (int k = 0; k <= i; k++) {
-        if (p >= end || *p != '$')
+        if (p >= end || *p++ != '$')
             return false;
-        long n = strtol(p + 1, &next, 10);
-        p = next + 2;
-        if (n < 0 || p + n + 2 > end)
+        long n = resp_number(&p, end);
+        if (n < 0 || n > end - p || end - p - n < 2)
             return false;
         *arg = p;
         *arglen = (size_t)n;

@@ -335,12 +335,32 @@ static void commands_refused_until_ready(void **state)
                      REDIS_CLIENT_EFORMAT);
     assert_int_equal(redis_client_command(NULL, on_never_called, NULL, "PING"),
                      REDIS_CLIENT_EINVAL);
+    /* Formatted by the caller, in buffers of their exact size (no NUL after them: ASan
+     * catches a parser that reads on): a good one waits for READY, bad ones are refused. */
+    static const char *const formatted[] = {
+        "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", /* well formed */
+        "*1\r\n$9\r\nPING\r\n",          /* the length runs past the end */
+        "*1\r\n$4\r\nPING",                /* no CRLF after the argument */
+        "*12",                            /* no CRLF after the count */
+        "*1\r\n$99999999999999999999\r\n",  /* a length that overflows */
+        "*1\r\n$9\r\nSUBSCRIBE\r\n",     /* well formed but refused */
+    };
+    for (size_t i = 0; i < sizeof formatted / sizeof formatted[0]; i++) {
+        size_t len = strlen(formatted[i]);
+        char *exact = malloc(len);
+        assert_non_null(exact);
+        memcpy(exact, formatted[i], len);
+        assert_int_equal(redis_client_command_formatted(c, on_never_called, NULL, exact, len),
+                         i == 0 ? REDIS_CLIENT_ENOTREADY : REDIS_CLIENT_EINVAL);
+        free(exact);
+    }
+    assert_int_equal(redis_client_room(c), 0); /* not READY */
 
     redis_client_stats_t st;
     redis_client_stats(c, &st);
     assert_int_equal(st.sent, 0);
     assert_int_equal(st.failed, 0);
-    assert_int_equal(st.refused, 13);
+    assert_int_equal(st.refused, 13 + 6);
     assert_non_null(redis_client_errstr(c));
 
     /* Closed before the first attempt ran: no callback but CLOSED, then ECLOSED. */
