@@ -146,7 +146,8 @@ int redis_client_command_argv(redis_client_t *c, redis_reply_cb cb, void *data, 
 /* Queues one command the caller has already encoded in RESP ("*3\r\n$3\r\nSET\r\n..."):
  * for a large command built straight from the caller's buffers, without the argv copy that
  * redis_client_command_argv makes. cmd (len bytes) is copied; it must hold exactly one
- * command. Returns and calls cb as redis_client_command. */
+ * command and be followed by a NUL (cmd[len] == 0: hiredis 0.14 scans the command's name
+ * with strchr). Returns and calls cb as redis_client_command. */
 int redis_client_command_formatted(redis_client_t *c, redis_reply_cb cb, void *data,
                                    const char *cmd, size_t len);
 

@@ -522,10 +522,11 @@ static int resp_reserve(resp_t *b, size_t more)
 }
 
 /* "$<len>\r\n<bytes>\r\n" per argument. 32 bytes cover the rest: "$", 20 digits, two CRLF
- * and sprintf's NUL (overwritten next). */
+ * and sprintf's NUL (overwritten next). The buffer always ends with a NUL past len: hiredis
+ * 0.14 scans a formatted command's name with strchr. */
 static int resp_args(resp_t *b, size_t argc, const char *const *argv, const size_t *lens)
 {
-    size_t need = 0;
+    size_t need = 1;
     for (size_t i = 0; i < argc; i++)
         need += lens[i] + 32;
     if (resp_reserve(b, need) < 0)
@@ -537,6 +538,7 @@ static int resp_args(resp_t *b, size_t argc, const char *const *argv, const size
         b->p[b->len++] = '\r';
         b->p[b->len++] = '\n';
     }
+    b->p[b->len] = '\0';
     return 0;
 }
 
