@@ -274,11 +274,15 @@ static void marks_add(state_marks_t *m, int64_t t, int64_t clock, int64_t keep_m
     if (m->times_ms[oldest] < t) m->times_ms[oldest] = t;
 }
 
-static int marks_count(const state_marks_t *m, int64_t as_of, int64_t window_ms)
+/* Only marks still kept as of the clock count: those the document holds (see state.h,
+ * "Windows"), so that a late event's counts are the same whether or not the customer was
+ * reloaded in between. */
+static int marks_count(const state_marks_t *m, int64_t clock, int64_t as_of, int64_t window_ms)
 {
     int n = 0;
     for (int i = 0; i < m->n; i++)
-        n += in_window(m->times_ms[i], as_of, window_ms);
+        n += in_window(m->times_ms[i], clock, window_ms) &&
+             in_window(m->times_ms[i], as_of, window_ms);
     return n;
 }
 
@@ -897,7 +901,10 @@ static void count_contacts(const customer_t *c, int64_t as_of, state_counts_t *o
 {
     for (int i = 0; i < c->n_contacts; i++) {
         const state_contact_t *k = &c->contacts[i];
-        if (!in_window(k->first_ms, as_of, CONTACT_KEEP_MS)) continue;
+        /* an entry past 30 days of the clock is gone, as after a reload (contact_touch) */
+        if (!in_window(k->first_ms, c->clock_ms, CONTACT_KEEP_MS) ||
+            !in_window(k->first_ms, as_of, CONTACT_KEEP_MS))
+            continue;
         out->contacts_30d++;
         out->contacts_7d += in_window(k->first_ms, as_of, 7 * STATE_DAY_MS);
         out->contacts_24h += in_window(k->first_ms, as_of, STATE_DAY_MS);
@@ -911,10 +918,11 @@ static void count_contacts(const customer_t *c, int64_t as_of, state_counts_t *o
 
 static void count_money(const customer_t *c, int64_t as_of, state_counts_t *out)
 {
-    int32_t now = bucket_of(as_of);
+    int32_t now = bucket_of(as_of), clock = bucket_of(c->clock_ms);
     for (int i = 0; i < STATE_MONEY_BUCKETS; i++) {
         const state_money_bucket_t *m = &c->money[i];
-        if (m->bucket == BUCKET_EMPTY || m->bucket > now || now - m->bucket >= BUCKETS_12M)
+        if (m->bucket == BUCKET_EMPTY || m->bucket > now || now - m->bucket >= BUCKETS_12M ||
+            clock - m->bucket >= BUCKETS_12M) /* out of the ring: not in the document */
             continue;
         int32_t age = now - m->bucket;
         out->revenue_12m += m->revenue_cents;
@@ -934,9 +942,10 @@ void customer_counts(const customer_t *c, int64_t as_of_ms, state_counts_t *out)
     if (as_of_ms == STATE_TIME_NONE) return;
     count_contacts(c, as_of_ms, out);
     count_money(c, as_of_ms, out);
-    out->complaints_90d = marks_count(&c->complaints, as_of_ms, COMPLAINT_KEEP_MS);
-    out->failed_payments_30d = marks_count(&c->failed_payments, as_of_ms, MARK_KEEP_MS);
-    out->cancel_signals_30d = marks_count(&c->cancel_signals, as_of_ms, MARK_KEEP_MS);
+    out->complaints_90d = marks_count(&c->complaints, c->clock_ms, as_of_ms, COMPLAINT_KEEP_MS);
+    out->failed_payments_30d =
+        marks_count(&c->failed_payments, c->clock_ms, as_of_ms, MARK_KEEP_MS);
+    out->cancel_signals_30d = marks_count(&c->cancel_signals, c->clock_ms, as_of_ms, MARK_KEEP_MS);
     for (int i = 0; i < c->n_orders; i++) {
         int s = c->orders[i].status;
         out->open_orders += order_is_open(s);

@@ -632,6 +632,42 @@ static void timeline_text_cut_at_character_boundary(void **state)
     assert_memory_equal(text, "phone contact in queue billing (reason: \xc3\xa9", 42);
 }
 
+/* ---- Late events after a reload */
+
+/* What fell out of the windows as of the clock is gone from memory as from the document, so a
+ * late event (older than the clock) counts the same whether or not the customer was reloaded
+ * from Redis before it (it_engine_kill found scores that differed after a restart). */
+static void late_event_counts_the_same_after_a_reload(void **state)
+{
+    queued("k-1", T0, "phone", "technical"); /* a support contact... */
+    apply("sentiment.sampled", T0 + 1000, "{\"contact_id\":\"k-1\",\"score\":0.9}");
+    apply("payment.failed", T0 + 2000, "{\"amount\":5}");
+    apply("complaint.filed", T0 + 3000, "{\"category\":\"billing\",\"severity\":\"high\"}");
+    apply("web.visited", T0 + 35 * DAY, "{\"page\":\"/\"}"); /* ...35 days before the clock */
+    size_t len = to_json(&cust, doc);
+    if (customer_from_json(&other, doc, len, err, sizeof err) != 0)
+        fail_msg("own document refused: %s", err);
+    int64_t late = T0 + 25 * DAY; /* k-1 is 25 days before it: inside "30 days" of it */
+    apply_to(&cust, "payment.failed", late, "{\"amount\":7}");
+    apply_to(&other, "payment.failed", late, "{\"amount\":7}");
+    state_counts_t a, b;
+    customer_counts(&cust, late, &a);
+    customer_counts(&other, late, &b);
+    assert_int_equal(a.contacts_30d, 0);
+    assert_int_equal(a.support_contacts_30d, 0);
+    assert_int_equal(a.sentiment_n_30d, 0);
+    assert_int_equal(a.failed_payments_30d, 1); /* the late one only */
+    assert_int_equal(a.complaints_90d, 1);      /* 90 days: still kept */
+    assert_int_equal(b.contacts_30d, a.contacts_30d);
+    assert_int_equal(b.support_contacts_30d, a.support_contacts_30d);
+    assert_int_equal(b.sentiment_n_30d, a.sentiment_n_30d);
+    assert_int_equal(b.sentiment_sum_30d, a.sentiment_sum_30d);
+    assert_int_equal(b.failed_payments_30d, a.failed_payments_30d);
+    assert_int_equal(b.complaints_90d, a.complaints_90d);
+    assert_int_equal(b.revenue_12m, a.revenue_12m);
+    assert_int_equal(b.cost_to_serve_12m, a.cost_to_serve_12m);
+}
+
 /* ---- Profile, rules */
 
 static void profile_upsert_keeps_absent_fields(void **state)
@@ -948,6 +984,7 @@ int main(void)
         cmocka_unit_test_setup(transfer_to_queue_queues_again, setup),
         cmocka_unit_test_setup(timeline_texts_read_for_agents, setup),
         cmocka_unit_test_setup(timeline_text_cut_at_character_boundary, setup),
+        cmocka_unit_test_setup(late_event_counts_the_same_after_a_reload, setup),
         cmocka_unit_test_setup(profile_upsert_keeps_absent_fields, setup),
         cmocka_unit_test_setup(rule_cooldown_remembers_last_firing, setup),
         cmocka_unit_test_setup(json_round_trip_is_exact, setup),
