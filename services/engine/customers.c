@@ -37,12 +37,14 @@ struct customers {
  * The document model
  * ---------------------------------------------------------------------------------------- */
 
-/* Customer documents (~18 KB each, one per customer cached: 100,000 in the benchmark) come
+/* Customer documents (~10 KB each, one per customer cached: 100,000 in the benchmark) come
  * from big chunks backed by transparent huge pages where the kernel allows them
  * (MADV_HUGEPAGE), and freed ones are reused. From malloc, each new customer cost a few 4 KiB
  * page faults, a large part of the engine's CPU on a VM, and fragmented the heap that the
- * batch writes' buffers share. One process-wide pool: the engine has one loop thread. The
- * chunks are kept (the cache is bounded). Sanitizer builds use malloc, so that ASan still
+ * batch writes' buffers share. Without huge pages (measured: MADV_NOHUGEPAGE) the faults cost
+ * more than zeroing the huge pages does. A slot fresh from mmap is zero already: it is not
+ * cleared again (customer_init_zeroed). One process-wide pool: the engine has one loop thread.
+ * The chunks are kept (the cache is bounded). Sanitizer builds use malloc, so that ASan still
  * sees every document's lifetime. */
 #if defined(__SANITIZE_ADDRESS__)
 #define CUSTOMER_POOL 0
@@ -67,13 +69,15 @@ static struct {
     size_t left;
 } pool;
 
-static void *pool_alloc(void)
+static void *pool_alloc(bool *zeroed)
 {
     void *slot = pool.free_slots;
     if (slot) {
         pool.free_slots = *(void **)slot;
+        *zeroed = false;
         return slot;
     }
+    *zeroed = true; /* fresh from mmap */
     if (pool.left < POOL_SLOT_BYTES) {
         void *chunk = mmap(NULL, POOL_CHUNK_BYTES, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -99,8 +103,9 @@ static void pool_free(void *slot)
     pool.free_slots = slot;
 }
 #else
-static void *pool_alloc(void)
+static void *pool_alloc(bool *zeroed)
 {
+    *zeroed = false;
     return malloc(sizeof(customer_t));
 }
 
@@ -112,8 +117,9 @@ static void pool_free(void *slot)
 
 static void *customer_create(const char *subject, void *ctx)
 {
-    customer_t *c = pool_alloc();
-    if (c && customer_init(c, subject) < 0) {
+    bool zeroed;
+    customer_t *c = pool_alloc(&zeroed);
+    if (c && (zeroed ? customer_init_zeroed(c, subject) : customer_init(c, subject)) < 0) {
         pool_free(c);
         return NULL;
     }

@@ -219,9 +219,9 @@ static bool is_text(const char *s)
  * The customer: init, money, marks, contacts, orders, timeline
  * ------------------------------------------------------------------------------------------ */
 
-static void customer_clear(customer_t *c)
+/* The fields whose empty value is not zero. */
+static void customer_set_empty(customer_t *c)
 {
-    memset(c, 0, sizeof *c);
     c->clock_ms = STATE_TIME_NONE;
     c->last_offset = STATE_NO_OFFSET;
     c->profile.since_ms = STATE_TIME_NONE;
@@ -230,6 +230,23 @@ static void customer_clear(customer_t *c)
     c->contact.queued_ms = c->contact.started_ms = STATE_TIME_NONE;
     for (int i = 0; i < STATE_MONEY_BUCKETS; i++)
         c->money[i].bucket = BUCKET_EMPTY;
+}
+
+static void customer_clear(customer_t *c)
+{
+    memset(c, 0, sizeof *c);
+    customer_set_empty(c);
+}
+
+int customer_init_zeroed(customer_t *c, const char *id)
+{
+    customer_set_empty(c);
+    if (!id || !is_key(id, STATE_ID_MAX) || strncmp(id, "agent:", 6) == 0 ||
+        strcmp(id, "partner:") == 0)
+        return STATE_EINVAL;
+    strcpy(c->id, id);
+    c->is_partner = strncmp(id, "partner:", 8) == 0;
+    return 0;
 }
 
 int customer_init(customer_t *c, const char *id)

@@ -317,6 +317,9 @@ typedef struct {
 /* Empties c and gives it an id: 1-STATE_ID_MAX bytes (an event subject; "partner:<id>" makes
  * it a partner). id is copied. Returns 0, or STATE_EINVAL for a bad id (c is then empty). */
 int customer_init(customer_t *c, const char *id);
+/* customer_init for a customer_t whose bytes are all zero already (fresh memory from mmap):
+ * writes only what must not be zero, so that untouched pages stay unmapped. */
+int customer_init_zeroed(customer_t *c, const char *id);
 
 /* Applies one parsed event at Kafka offset (or STATE_NO_OFFSET) to the customer it is about
  * (ev->subject must equal c->id). Returns STATE_APPLIED with *res filled, STATE_DUPLICATE

@@ -267,8 +267,8 @@ static int reserve_bytes(store_write_t *w, size_t need)
 {
     if (need <= w->bytes_cap)
         return 0;
-    if (need < 32 * 1024)
-        need = 32 * 1024; /* no small steps */
+    if (need < 256 * 1024)
+        need = 256 * 1024; /* no small steps: each growth is a copy, and fresh pages */
     return reserve((void **)&w->bytes, &w->bytes_cap, need, 1);
 }
 

@@ -419,6 +419,19 @@ static void partner_flag_from_subject(void **state)
     assert_int_equal(customer_init(&other, "partner:"), STATE_EINVAL);
 }
 
+/* Fresh zeroed memory (the engine's pool) needs only the non-zero fields set: the same
+ * customer as customer_init gives, and the same rejections. */
+static void init_of_zeroed_memory_equals_init(void **state)
+{
+    static customer_t zeroed;
+    memset(&zeroed, 0, sizeof zeroed);
+    assert_int_equal(customer_init_zeroed(&zeroed, SUBJECT), 0);
+    assert_memory_equal(&zeroed, &cust, sizeof cust); /* cust: customer_init in setup */
+    memset(&zeroed, 0, sizeof zeroed);
+    assert_int_equal(customer_init_zeroed(&zeroed, "agent:a-9"), STATE_EINVAL);
+    assert_int_equal(customer_init_zeroed(&zeroed, ""), STATE_EINVAL);
+}
+
 /* ---- Orders and money */
 
 static void open_order_leaves_on_delivered(void **state)
@@ -970,6 +983,7 @@ int main(void)
         cmocka_unit_test_setup(agent_state_event_rejected, setup),
         cmocka_unit_test_setup(another_customers_event_rejected, setup),
         cmocka_unit_test_setup(partner_flag_from_subject, setup),
+        cmocka_unit_test_setup(init_of_zeroed_memory_equals_init, setup),
         cmocka_unit_test_setup(open_order_leaves_on_delivered, setup),
         cmocka_unit_test_setup(older_order_update_does_not_overwrite_newer, setup),
         cmocka_unit_test_setup(cancelled_and_returned_orders_take_revenue_back, setup),
