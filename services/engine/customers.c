@@ -336,7 +336,8 @@ static void evaluate(customers_t *cs, int index, customer_t *c, batch_t *batch,
 static void push_timeline(batch_t *batch, const customer_t *c, const event_t *ev,
                           const apply_result_t *res)
 {
-    char entry[512], at[TIMEFMT_TEXT_SIZE], keep[16]; /* 512: a 63-byte text all escaped */
+    char entry[512], at[TIMEFMT_TEXT_SIZE], keep[16], key[STORE_KEY_MAX];
+    /* 512: a 63-byte text all escaped */
     jsonw_t w;
     timefmt_format(ev->time_ms, at, sizeof at);
     jsonw_init(&w, entry, sizeof entry);
@@ -349,9 +350,12 @@ static void push_timeline(batch_t *batch, const customer_t *c, const event_t *ev
     jsonw_string(&w, res->timeline_text);
     jsonw_object_end(&w);
     long n = jsonw_finish(&w);
-    snprintf(keep, sizeof keep, "%d", STATE_TIMELINE_MAX);
-    if (n < 0 || pipeline_queue_op(batch, STORE_OP_TIMELINE, ev->time_ms, c->id, keep, entry,
-                                   (size_t)n) < 0)
+    if (res->timeline_trim) /* the list is full: keep its newest */
+        snprintf(keep, sizeof keep, "%d", STATE_TIMELINE_MAX);
+    else
+        keep[0] = '\0';
+    if (n < 0 || store_timeline_key(key, sizeof key, c->id) < 0 ||
+        pipeline_queue_op(batch, STORE_OP_TIMELINE, ev->time_ms, key, keep, entry, (size_t)n) < 0)
         log_error("engine: timeline entry of %s (event %s) not written", c->id, ev->id);
 }
 

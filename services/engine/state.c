@@ -906,6 +906,10 @@ int customer_apply(customer_t *c, const event_t *ev, int64_t offset, const state
         describe(ev, channel, &t);
         text_finish(&t, res->timeline_text);
         res->timeline = true;
+        if (c->timeline_len < STATE_TIMELINE_MAX)
+            c->timeline_len++;
+        else
+            res->timeline_trim = true;
     }
     return STATE_APPLIED;
 }
@@ -1478,6 +1482,7 @@ static void write_open_orders(jw_t *w, const customer_t *c)
  *   o    orders [id, status, amount cents|null, margin cents|null, placed age|null,
  *        updated age, taken back 0|1]
  *   r    rule firings [rule id, time in ms since the epoch]
+ *   tl   entries in the customer's timeline list in Redis (at most STATE_TIMELINE_MAX)
  * ------------------------------------------------------------------------------------------ */
 
 static void write_ids(jw_t *w, const customer_t *c)
@@ -1611,6 +1616,8 @@ static void write_internals(jw_t *w, const customer_t *c)
         write_orders(w, c);
     }
     write_rules(w, c);
+    JW_LIT(w, ",\"tl\":");
+    jw_int(w, c->timeline_len);
     jw_char(w, '}');
 }
 
@@ -2114,7 +2121,12 @@ static int read_internals(reader_t *r, const cJSON *root)
 {
     const cJSON *w = member(root, "w");
     if (!cJSON_IsObject(w)) return bad(r, "w: must be an object");
-    if (read_ids(r, w) < 0 || read_rules(r, w) < 0) return -1;
+    int64_t tl = 0;
+    const cJSON *len = member(w, "tl");
+    if (read_ids(r, w) < 0 || read_rules(r, w) < 0 ||
+        (len && read_int(r, len, "w.tl", 0, STATE_TIMELINE_MAX, &tl) < 0))
+        return -1;
+    r->c->timeline_len = (int32_t)tl; /* absent (an older document): counted from 0 again */
     if (r->c->clock_ms == STATE_TIME_NONE) /* no event yet: nothing else was written */
         return 0;
     if (read_contacts(r, w) < 0 ||

@@ -288,6 +288,8 @@ typedef struct {
     int n_event_ids, event_ids_next; /* a ring in apply order */
     uint64_t event_ids[STATE_EVENT_IDS];
 
+    int32_t timeline_len; /* entries in the timeline list in Redis (STATE_TIMELINE_MAX) */
+
     int n_rules;
     struct {
         char id[STATE_RULE_ID_SIZE];
@@ -310,6 +312,7 @@ typedef struct {
     const char *order_id; /* order events, else NULL */
     bool timeline;        /* the event is an interaction for the timeline: */
     char timeline_text[STATE_TIMELINE_TEXT_SIZE]; /* its text */
+    bool timeline_trim;   /* the list holds STATE_TIMELINE_MAX already: trim it after */
 } apply_result_t;
 
 #define STATE_ORDER_STATUS_NONE (-2)

@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,7 @@ static const char function_library[] =
     "  return queue, tonumber(since)\n"
     "end\n"
     "\n"
-    "-- One operation: op, time (ms), id, queue, info (see store.h): the live queue, or a\n"
-    "-- timeline entry (T).\n"
+    "-- One live-queue operation: op, time (ms), id, queue, info (see store.h).\n"
     "local function queue_op(op, t, id, queue, info)\n"
     "  if op == 'Q' then\n"
     "    unqueue(id)\n"
@@ -53,15 +53,10 @@ static const char function_library[] =
     "    unqueue(id)\n"
     "  elseif op == 'G' then\n"
     "    redis.call('HSET', '{q}:agents', id, info)\n"
-    "  elseif op == 'T' then\n"
-    "    local key, keep = '{c:' .. id .. '}:timeline', tonumber(queue)\n"
-    "    if redis.call('LPUSH', key, info) > keep then\n"
-    "      redis.call('LTRIM', key, 0, keep - 1)\n"
-    "    end\n"
     "  end\n"
     "end\n"
     "\n"
-    "-- ARGV: operations, 5 arguments each. Called inside the fenced transaction\n"
+    "-- ARGV: live-queue operations, 5 arguments each. Called inside the fenced transaction\n"
     "-- that writes the documents (store.c), after them.\n"
     "local function queue(keys, args)\n"
     "  for i = 1, #args, 5 do\n"
@@ -92,6 +87,12 @@ int store_customer_key(char *out, size_t cap, const char *customer_id)
 int store_agent_key(char *out, size_t cap, const char *agent_id)
 {
     return format_key(out, cap, "a", agent_id);
+}
+
+int store_timeline_key(char *out, size_t cap, const char *customer_id)
+{
+    int n = snprintf(out, cap, "{c:%s}:timeline", customer_id);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
 /* Topic names are at most 249 bytes: the keys fit in PARTITION_KEY_MAX. */
@@ -386,6 +387,13 @@ void store_write_free(store_write_t *w)
     free(w);
 }
 
+/* Timeline entries (STORE_OP_TIMELINE) are not live-queue operations: they become native
+ * LPUSH commands (job_add_pushes), not arguments of the Lua function. */
+static bool op_is_push(const store_write_t *w, size_t k)
+{
+    return w->ops[k].len[0] == 1 && w->bytes[w->ops[k].at[0]] == STORE_OP_TIMELINE;
+}
+
 /* ------------------------------------------------------------------------------------------
  * The command of one or more writes of a partition
  * ---------------------------------------------------------------------------------------- */
@@ -466,7 +474,8 @@ int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n
     size_t total = 0, ops = 0;
     for (size_t i = 0; i < n; i++) {
         total += ws[i]->n;
-        ops += ws[i]->n_ops;
+        for (size_t k = 0; k < ws[i]->n_ops; k++)
+            ops += !op_is_push(ws[i], k);
     }
     size_t(*picks)[2] = malloc((total ? total : 1) * sizeof *picks);
     long m = picks ? pick_entries(ws, n, total, picks) : -1;
@@ -495,6 +504,8 @@ int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n
     for (size_t i = 0; i < n; i++) {
         const store_write_t *w = ws[i];
         for (size_t k = 0; k < w->n_ops; k++) {
+            if (op_is_push(w, k))
+                continue; /* LPUSH, see job_add_pushes */
             for (int f = 0; f < STORE_OP_FIELDS; f++, a++) {
                 cmd->argv[a] = w->bytes + w->ops[k].at[f];
                 cmd->lens[a] = w->ops[k].len[f];
@@ -557,7 +568,8 @@ static int resp_header(resp_t *b, size_t argc, const char *name)
  * One transaction at a time on the connection, holding every write that is ready:
  *   WATCH owner...  +  MGET owner...            (one round trip)
  *   the jobs whose owner epoch is no longer theirs are FENCED; for the others:
- *   MULTI, per write: MSET k v ... applied offset, FCALL integral_queue 0 ops...; EXEC
+ *   MULTI, per write: MSET k v ... applied offset, FCALL integral_queue 0 ops..., an LPUSH
+ *   (and LTRIM) per timeline; EXEC
  * EXEC does nothing when an owner key changed after WATCH (a claim slipped in): the
  * transaction starts over, and the MGET then tells who lost its partition. Documents go in
  * one native MSET, not through Lua: shared/notes/redis-write-budget.md measured 1.5 us of
@@ -579,6 +591,9 @@ struct store_job {
     char epoch[24];
     size_t pair_args, op_args;
     resp_t pairs, ops; /* the job's MSET and FCALL, in RESP */
+    resp_t pushes;     /* its LPUSH and LTRIM commands, one after the other, in RESP */
+    size_t *push_at;   /* where each command of pushes starts (n_pushes + 1 offsets) */
+    size_t n_pushes, cap_push_at;
 };
 
 struct store_writer {
@@ -611,6 +626,8 @@ static void job_destroy(store_job_t *j)
 {
     free(j->pairs.p);
     free(j->ops.p);
+    free(j->pushes.p);
+    free(j->push_at);
     free(j);
 }
 
@@ -633,13 +650,15 @@ static store_job_t *job_alloc(store_writer_t *sw)
         return NULL;
     }
     j->next = NULL;
-    j->pairs.len = j->ops.len = 0;
+    j->pairs.len = j->ops.len = j->pushes.len = 0;
+    j->n_pushes = 0;
     return j;
 }
 
 static void job_recycle(store_writer_t *sw, store_job_t *j)
 {
-    if (sw->n_spare >= SPARE_JOBS_MAX || j->pairs.cap + j->ops.cap > SPARE_JOB_BYTES_MAX) {
+    if (sw->n_spare >= SPARE_JOBS_MAX ||
+        j->pairs.cap + j->ops.cap + j->pushes.cap > SPARE_JOB_BYTES_MAX) {
         job_destroy(j);
         return;
     }
@@ -739,14 +758,15 @@ static int tx_start(store_writer_t *sw)
 
 static void on_exec(redis_client_t *redis, redisReply *reply, void *data);
 
-/* The number of commands a job adds to the transaction: its MSET, its operations' FCALL. */
+/* The number of commands a job adds to the transaction: its MSET, its operations' FCALL,
+ * its timelines' LPUSH and LTRIM. */
 static unsigned job_commands(const store_job_t *j)
 {
-    return j->op_args ? 2 : 1;
+    return (j->op_args ? 2 : 1) + (unsigned)j->n_pushes;
 }
 
-/* MULTI, then each kept job's MSET (documents and applied offset) and FCALL (live-queue
- * operations), EXEC. Returns 0 or -1 (nothing more was sent, or the connection is failing). */
+/* MULTI, then each kept job's MSET (documents and applied offset), FCALL (live-queue
+ * operations) and LPUSH/LTRIM (timelines), EXEC. Returns 0 or -1 (nothing more was sent, or the connection is failing). */
 static int tx_send_body(store_writer_t *sw)
 {
     static const char *multi = "MULTI", *exec = "EXEC";
@@ -762,6 +782,11 @@ static int tx_send_body(store_writer_t *sw)
             (j->op_args &&
              redis_client_command_formatted(sw->redis, NULL, NULL, j->ops.p, j->ops.len) != 0))
             return -1; /* only when the connection is going: it takes the MULTI with it */
+        for (size_t i = 0; i < j->n_pushes; i++)
+            if (redis_client_command_formatted(sw->redis, NULL, NULL,
+                                               j->pushes.p + j->push_at[i],
+                                               j->push_at[i + 1] - j->push_at[i]) != 0)
+                return -1;
     }
     return redis_client_command_argv(sw->redis, on_exec, sw, 1, &exec, &exec_len);
 }
@@ -830,7 +855,7 @@ static void on_owners(redis_client_t *redis, redisReply *reply, void *data)
     jobs_finish(sw, fenced, STORE_FENCED, reason);
 }
 
-/* EXEC's reply: per job, OK for its MSET, then its operations' 1. */
+/* EXEC's reply: per job, OK for its MSET, its operations' 1, its pushes' lengths. */
 static const char *exec_failure(const redisReply *r, size_t expect)
 {
     if (r->type == REDIS_REPLY_ERROR)
@@ -878,6 +903,106 @@ static void on_exec(redis_client_t *redis, redisReply *reply, void *data)
     tx_finish(sw, sw->tx, failure ? STORE_FAILED : STORE_OK, failure);
 }
 
+/* One more command in j->pushes (its start offset recorded). */
+static int push_command_begin(store_job_t *j)
+{
+    if (reserve((void **)&j->push_at, &j->cap_push_at, j->n_pushes + 2, sizeof *j->push_at) < 0)
+        return -1;
+    j->push_at[j->n_pushes++] = j->pushes.len;
+    return 0;
+}
+
+/* The timeline entries of ws, grouped by key in order: per key one LPUSH of its entries,
+ * oldest first (so the newest ends first), then LTRIM to the last trim_to when one of them
+ * asked for it (the op's queue field: the count to keep, "" for no trim). */
+static int job_add_pushes(store_job_t *j, store_write_t *const *ws, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ws[i]->n_ops; k++)
+            total += op_is_push(ws[i], k);
+    if (total == 0)
+        return 0;
+    /* refs[]: (write, op) of every push; group_of[]: its key's first push; next_in[]: the
+     * next push of the same key. Open addressing on the key. */
+    size_t slots = 16;
+    while (slots < total * 2)
+        slots *= 2;
+    size_t(*refs)[2] = malloc(total * sizeof *refs);
+    size_t *next_in = malloc(total * sizeof *next_in), *tail = malloc(total * sizeof *tail);
+    long *table = malloc(slots * sizeof *table);
+    int rc = refs && next_in && tail && table ? 0 : -1;
+    size_t m = 0;
+    for (size_t s = 0; rc == 0 && s < slots; s++)
+        table[s] = -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        for (size_t k = 0; k < ws[i]->n_ops; k++) {
+            if (!op_is_push(ws[i], k))
+                continue;
+            const store_op_t *o = &ws[i]->ops[k];
+            const char *key = ws[i]->bytes + o->at[2];
+            size_t s = (size_t)hash_bytes(key, o->len[2]) & (slots - 1);
+            for (; table[s] >= 0; s = (s + 1) & (slots - 1)) {
+                const store_op_t *h = &ws[refs[table[s]][0]]->ops[refs[table[s]][1]];
+                if (h->len[2] == o->len[2] &&
+                    memcmp(ws[refs[table[s]][0]]->bytes + h->at[2], key, o->len[2]) == 0)
+                    break;
+            }
+            refs[m][0] = i, refs[m][1] = k;
+            next_in[m] = SIZE_MAX;
+            if (table[s] < 0) {
+                table[s] = (long)m;
+                tail[m] = m;
+            } else {
+                size_t first = (size_t)table[s];
+                next_in[tail[first]] = m;
+                tail[first] = m;
+            }
+            m++;
+        }
+    }
+    for (size_t s = 0; rc == 0 && s < slots; s++) {
+        if (table[s] < 0)
+            continue;
+        size_t first = (size_t)table[s], count = 0, keep = 0;
+        for (size_t p = first; p != SIZE_MAX; p = next_in[p]) {
+            const store_op_t *o = &ws[refs[p][0]]->ops[refs[p][1]];
+            count++;
+            if (o->len[3])
+                keep = (size_t)strtoul(ws[refs[p][0]]->bytes + o->at[3], NULL, 10);
+        }
+        const store_op_t *h = &ws[refs[first][0]]->ops[refs[first][1]];
+        const char *key = ws[refs[first][0]]->bytes + h->at[2];
+        size_t key_len = h->len[2];
+        rc = push_command_begin(j) < 0 || resp_header(&j->pushes, 2 + count, "LPUSH") < 0 ||
+                     resp_args(&j->pushes, 1, &key, &key_len) < 0
+                 ? -1
+                 : 0;
+        for (size_t p = first; rc == 0 && p != SIZE_MAX; p = next_in[p]) {
+            const store_op_t *o = &ws[refs[p][0]]->ops[refs[p][1]];
+            const char *entry = ws[refs[p][0]]->bytes + o->at[4];
+            rc = resp_args(&j->pushes, 1, &entry, &o->len[4]);
+        }
+        if (rc == 0 && keep > 0) {
+            char stop[24];
+            snprintf(stop, sizeof stop, "%zu", keep - 1);
+            const char *args[] = {key, "0", stop};
+            size_t lens[] = {key_len, 1, strlen(stop)};
+            rc = push_command_begin(j) < 0 || resp_header(&j->pushes, 4, "LTRIM") < 0 ||
+                         resp_args(&j->pushes, 3, args, lens) < 0
+                     ? -1
+                     : 0;
+        }
+    }
+    if (rc == 0 && j->n_pushes)
+        j->push_at[j->n_pushes] = j->pushes.len;
+    free(refs);
+    free(next_in);
+    free(tail);
+    free(table);
+    return rc;
+}
+
 /* Encodes the writes into a job: its MSET and its operations' FCALL, in RESP (the one copy
  * of the documents the writer makes; hiredis then appends them to its output buffer). */
 static int job_fill(store_job_t *j, store_write_t *const *ws, size_t n, size_t *docs)
@@ -902,6 +1027,8 @@ static int job_fill(store_job_t *j, store_write_t *const *ws, size_t n, size_t *
                                cmd.lens + cmd.pair_args) < 0
                  ? -1
                  : 0;
+    if (rc == 0)
+        rc = job_add_pushes(j, ws, n);
     *docs = cmd.docs;
     store_command_free(&cmd);
     return rc;

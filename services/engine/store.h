@@ -51,6 +51,8 @@ const char *store_function_library(void);
 /* Writes the key of a customer's ({c:ID}:state) or an agent's ({a:ID}:state) document. */
 int store_customer_key(char *out, size_t cap, const char *customer_id);
 int store_agent_key(char *out, size_t cap, const char *agent_id);
+/* Writes the key of a customer's timeline list ({c:ID}:timeline). */
+int store_timeline_key(char *out, size_t cap, const char *customer_id);
 
 /* Claims partition: owner epoch + 1. cb gets STORE_OK with the new epoch and the applied
  * offset (-1 when nothing was ever applied), or a failure with a reason (borrowed). */
@@ -83,16 +85,17 @@ char *store_write_begin(store_write_t *w, const char *key, size_t max_len);
 void store_write_commit(store_write_t *w, size_t len);
 size_t store_write_count(const store_write_t *w);
 
-/* Operations, applied in order after the documents: the live queue and the timelines (see
- * the key schema above). */
+/* Operations, after the documents: the live queue's, applied in order by a Lua function,
+ * and timeline entries, pushed in order per customer (see the key schema above). */
 typedef enum {
     STORE_OP_QUEUED = 'Q',    /* id = contact: waits in queue since time_ms; info = snapshot */
     STORE_OP_ANSWERED = 'S',  /* id = contact: answered at time_ms (if it was waiting) */
     STORE_OP_ABANDONED = 'X', /* id = contact: abandoned at time_ms (if it was waiting) */
     STORE_OP_ENDED = 'E',     /* id = contact: no longer waits, counted nowhere */
     STORE_OP_AGENT = 'G',     /* id = agent: info = its JSON */
-    STORE_OP_TIMELINE = 'T',  /* id = customer: info = a timeline entry, pushed first in
-                                 {c:ID}:timeline; queue = how many entries the list keeps */
+    STORE_OP_TIMELINE = 'T',  /* id = a customer's timeline key (store_timeline_key): info
+                                 = an entry, pushed first (LPUSH); queue = "" or how many
+                                 entries to keep (LTRIM after the push) */
 } store_op_kind_t;
 
 int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, const char *id,

@@ -3,7 +3,7 @@
  * a write whose epoch is stale, or ahead, is FENCED and writes nothing; a claim that lands
  * between the writer's WATCH and its EXEC aborts the transaction, which starts over and is
  * then fenced; writes that become ready while a transaction is in flight share the next one;
- * a customer's timeline list keeps its last entries, newest first.
+ * timeline entries are pushed per customer, newest first, trimmed when asked.
  * Every test uses its own topic (partition keys) and customer keys, read back with hiredis's
  * blocking client, an independent connection. */
 #include <setjmp.h>
@@ -286,19 +286,27 @@ static void writes_ready_meanwhile_share_the_next_transaction(void **state)
     assert_string_equal(APPLIED(t, 5), "5");
 }
 
-static void timeline_keeps_the_last_entries_newest_first(void **state)
+static void timelines_pushed_per_customer_newest_first(void **state)
 {
     it_t *t = *state;
     int64_t epoch = claim(t, 6);
-    char id[96], key[STORE_KEY_MAX];
+    char id[96], key[STORE_KEY_MAX], other[STORE_KEY_MAX];
     snprintf(id, sizeof id, "%s-tl", t->topic);
-    snprintf(key, sizeof key, "{c:%s}:timeline", id);
+    assert_true(store_timeline_key(key, sizeof key, id) > 0);
+    snprintf(id, sizeof id, "%s-tl2", t->topic);
+    assert_true(store_timeline_key(other, sizeof other, id) > 0);
+    /* 105 entries of one customer, the last 5 asking for a trim to 100 (as the engine does
+     * once its count says the list is full), and 3 of another, interleaved, never trimmed. */
     store_write_t *w = store_write_new(t->topic, 6, epoch, 105);
     for (int i = 0; i < 105; i++) {
         char entry[32];
         int n = snprintf(entry, sizeof entry, "{\"n\":%d}", i);
-        assert_int_equal(store_write_add_op(w, STORE_OP_TIMELINE, i, id, "100", entry, (size_t)n),
+        assert_int_equal(store_write_add_op(w, STORE_OP_TIMELINE, i, key, i >= 100 ? "100" : "",
+                                            entry, (size_t)n),
                          0);
+        if (i % 50 == 0)
+            assert_int_equal(
+                store_write_add_op(w, STORE_OP_TIMELINE, i, other, "", entry, (size_t)n), 0);
     }
     call_t *call = malloc(sizeof *call);
     *call = (call_t){t, 0};
@@ -312,7 +320,12 @@ static void timeline_keeps_the_last_entries_newest_first(void **state)
     assert_string_equal(r->element[0]->str, "{\"n\":104}");
     assert_string_equal(r->element[99]->str, "{\"n\":5}");
     freeReplyObject(r);
-    freeReplyObject(redisCommand(t->probe, "DEL %s", key));
+    r = redisCommand(t->probe, "LRANGE %s 0 -1", other);
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[0]->str, "{\"n\":100}");
+    assert_string_equal(r->element[2]->str, "{\"n\":0}");
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(t->probe, "DEL %s %s", key, other));
 }
 
 int main(void)
@@ -324,7 +337,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(writes_ready_meanwhile_share_the_next_transaction, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(timeline_keeps_the_last_entries_newest_first, setup,
+        cmocka_unit_test_setup_teardown(timelines_pushed_per_customer_newest_first, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

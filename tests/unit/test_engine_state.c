@@ -630,6 +630,31 @@ static void timeline_texts_read_for_agents(void **state)
     assert_false(res.timeline);
 }
 
+static void mutate(const char *from, const char *to);
+static void assert_refused(const char *json, size_t len, const char *detail);
+
+/* The engine counts what the Redis list holds, so it asks for a trim only once it is full;
+ * the count travels in the document ("w.tl"). */
+static void timeline_count_asks_for_trim_when_full(void **state)
+{
+    for (int i = 0; i < STATE_TIMELINE_MAX; i++) {
+        apply("payment.failed", T0 + i, "{\"amount\":%d}", i);
+        assert_false(res.timeline_trim);
+    }
+    assert_int_equal(cust.timeline_len, STATE_TIMELINE_MAX);
+    apply("payment.failed", T0 + 1000, "{\"amount\":1}");
+    assert_true(res.timeline_trim);
+    assert_int_equal(cust.timeline_len, STATE_TIMELINE_MAX);
+    apply("customer.profile", T0 + 1001, "{\"name\":\"Ada\"}"); /* no entry, no trim */
+    assert_false(res.timeline_trim);
+    size_t len = to_json(&cust, doc);
+    assert_non_null(strstr(doc, "\"tl\":100"));
+    assert_int_equal(customer_from_json(&other, doc, len, err, sizeof err), 0);
+    assert_int_equal(other.timeline_len, STATE_TIMELINE_MAX);
+    mutate("\"tl\":100", "\"tl\":101");
+    assert_refused(doc2, strlen(doc2), "w.tl");
+}
+
 static void timeline_text_cut_at_character_boundary(void **state)
 {
     /* 30 two-byte characters: the text passes 63 bytes inside a character. */
@@ -997,6 +1022,7 @@ int main(void)
         cmocka_unit_test_setup(ending_another_contact_keeps_the_current_one, setup),
         cmocka_unit_test_setup(transfer_to_queue_queues_again, setup),
         cmocka_unit_test_setup(timeline_texts_read_for_agents, setup),
+        cmocka_unit_test_setup(timeline_count_asks_for_trim_when_full, setup),
         cmocka_unit_test_setup(timeline_text_cut_at_character_boundary, setup),
         cmocka_unit_test_setup(late_event_counts_the_same_after_a_reload, setup),
         cmocka_unit_test_setup(profile_upsert_keeps_absent_fields, setup),
