@@ -359,6 +359,11 @@ static void push_timeline(batch_t *batch, const customer_t *c, const event_t *ev
         log_error("engine: timeline entry of %s (event %s) not written", c->id, ev->id);
 }
 
+const apply_result_t *customers_last_result(const engine_t *e)
+{
+    return &e->customers->last_result;
+}
+
 void customers_on_applied(pipeline_t *p, batch_t *batch, const doc_ops_t *ops, void *doc,
                           const event_t *ev, bool late, void *data)
 {

@@ -21,6 +21,7 @@
 #define INTEGRAL_ENGINE_CUSTOMERS_H
 
 #include "engine.h"
+#include "state.h"
 #include "pipeline.h"
 
 #include <stdbool.h>
@@ -38,6 +39,10 @@ void customers_on_applied(pipeline_t *p, batch_t *batch, const doc_ops_t *ops, v
 /* Reloads the rules file (SIGHUP); a broken file keeps the rules in force and logs where it is
  * broken. */
 void customers_reload(engine_t *e);
+
+/* What the latest customer apply said (valid until the next apply): the on_applied hooks that
+ * run after customers_on_applied read it. */
+const apply_result_t *customers_last_result(const engine_t *e);
 
 /* Stops the timers and frees the model and the rules. */
 void customers_close(engine_t *e);

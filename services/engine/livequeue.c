@@ -7,6 +7,7 @@
 #include "log.h"
 #include "state.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define INFO_MAX 1024
@@ -97,11 +98,34 @@ static bool is_current(const customer_t *c, const char *contact_id)
     return c->contact.state != STATE_CONTACT_NONE && strcmp(c->contact.id, contact_id) == 0;
 }
 
+/* The wait in milliseconds since the epoch, as the operation's text field. */
+static const char *since_text(int64_t since_ms, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%lld", (long long)(since_ms == STATE_TIME_NONE ? 0 : since_ms));
+    return buf;
+}
+
+/* The contact left its queue (answered, abandoned, ended): with what the engine knows of
+ * where it waited, or - for a contact that was not the customer's current one - through the
+ * lookup in Redis. */
+static void left_queue(batch_t *batch, store_op_kind_t op, store_op_kind_t anywhere,
+                       int64_t time_ms, const char *contact, const apply_result_t *res)
+{
+    char since[24];
+    if (res->was_waiting) {
+        const char *t = since_text(res->waited_since_ms, since, sizeof since);
+        queue_op(batch, op, time_ms, contact, res->waited_queue, t, (long)strlen(t));
+    } else if (anywhere) {
+        queue_op(batch, anywhere, time_ms, contact, NULL, NULL, 0);
+    }
+}
+
 static void on_customer_event(engine_t *e, batch_t *batch, const customer_t *c,
                               const event_t *ev, bool late)
 {
     char info[INFO_MAX];
     const state_current_contact_t *k = &c->contact;
+    const apply_result_t *res = customers_last_result(e);
     switch (ev->type) {
     case EVENT_CONTACT_QUEUED:
     case EVENT_CONTACT_TRANSFERRED: {
@@ -111,11 +135,16 @@ static void on_customer_event(engine_t *e, batch_t *batch, const customer_t *c,
         if (!is_current(c, contact))
             return;
         if (k->state == STATE_CONTACT_QUEUED) {
+            if (res->was_waiting && strcmp(res->waited_queue, k->queue) != 0)
+                queue_op(batch, STORE_OP_LEFT_QUEUE, ev->time_ms, k->id, res->waited_queue,
+                         NULL, 0);
             long n = waiting_info(c, k->id, k->queue, k->queued_ms, info, sizeof info);
             queue_op(batch, STORE_OP_QUEUED, k->queued_ms, k->id, k->queue, info, n);
         } else if (k->state == STATE_CONTACT_ACTIVE && ev->type == EVENT_CONTACT_TRANSFERRED &&
-                   ev->data.contact_transferred.to_agent_id && !late) {
-            notify_assignment(e, batch, c, ev, k->agent_id);
+                   ev->data.contact_transferred.to_agent_id) {
+            left_queue(batch, STORE_OP_ANSWERED, 0, ev->time_ms, k->id, res);
+            if (!late)
+                notify_assignment(e, batch, c, ev, k->agent_id);
         }
         return;
     }
@@ -123,17 +152,17 @@ static void on_customer_event(engine_t *e, batch_t *batch, const customer_t *c,
         if (!is_current(c, ev->data.contact_started.contact_id) ||
             k->state != STATE_CONTACT_ACTIVE)
             return;
-        queue_op(batch, STORE_OP_ANSWERED, ev->time_ms, k->id, NULL, NULL, 0);
+        left_queue(batch, STORE_OP_ANSWERED, 0, ev->time_ms, k->id, res);
         if (!late)
             notify_assignment(e, batch, c, ev, k->agent_id);
         return;
     case EVENT_CONTACT_ABANDONED:
-        queue_op(batch, STORE_OP_ABANDONED, ev->time_ms, ev->data.contact_abandoned.contact_id,
-                 NULL, NULL, 0);
+        left_queue(batch, STORE_OP_ABANDONED, STORE_OP_ABANDONED_ANYWHERE, ev->time_ms,
+                   ev->data.contact_abandoned.contact_id, res);
         return;
     case EVENT_CONTACT_ENDED:
-        queue_op(batch, STORE_OP_ENDED, ev->time_ms, ev->data.contact_ended.contact_id, NULL,
-                 NULL, 0);
+        left_queue(batch, STORE_OP_ENDED, STORE_OP_ENDED_ANYWHERE, ev->time_ms,
+                   ev->data.contact_ended.contact_id, res);
         return;
     default:
         return;

@@ -34,25 +34,15 @@ static const char function_library[] =
     "  return queue, tonumber(since)\n"
     "end\n"
     "\n"
-    "-- One live-queue operation: op, time (ms), id, queue, info (see store.h).\n"
-    "local function queue_op(op, t, id, queue, info)\n"
-    "  if op == 'Q' then\n"
-    "    unqueue(id)\n"
-    "    redis.call('ZADD', '{q}:waiting:' .. queue, t, id)\n"
-    "    redis.call('HSET', '{q}:where', id, queue)\n"
-    "    redis.call('HSET', '{q}:info', id, info)\n"
-    "    redis.call('SADD', '{q}:queues', queue)\n"
-    "  elseif op == 'S' or op == 'X' then\n"
-    "    local from, since = unqueue(id)\n"
-    "    if from and since then\n"
-    "      local key = (op == 'S' and '{q}:answered:' or '{q}:abandoned:') .. from\n"
-    "      redis.call('ZADD', key, t, id .. '|' .. math.max(0, t - since))\n"
-    "      redis.call('ZREMRANGEBYSCORE', key, '-inf', t - 3600000)\n"
-    "    end\n"
-    "  elseif op == 'E' then\n"
-    "    unqueue(id)\n"
-    "  elseif op == 'G' then\n"
-    "    redis.call('HSET', '{q}:agents', id, info)\n"
+    "-- An abandon (x) or end (e) at time t of a contact that was not the customer's current\n"
+    "-- one: the engine does not know where it waits, {q}:where does. The other operations\n"
+    "-- are native commands (store.c).\n"
+    "local function queue_op(op, t, id)\n"
+    "  local from, since = unqueue(id)\n"
+    "  if op == 'x' and from and since then\n"
+    "    local key = '{q}:abandoned:' .. from\n"
+    "    redis.call('ZADD', key, t, id .. '|' .. math.max(0, t - since))\n"
+    "    redis.call('ZREMRANGEBYSCORE', key, '-inf', t - 3600000)\n"
     "  end\n"
     "end\n"
     "\n"
@@ -60,7 +50,7 @@ static const char function_library[] =
     "-- that writes the documents (store.c), after them.\n"
     "local function queue(keys, args)\n"
     "  for i = 1, #args, 5 do\n"
-    "    queue_op(args[i], tonumber(args[i + 1]), args[i + 2], args[i + 3], args[i + 4])\n"
+    "    queue_op(args[i], tonumber(args[i + 1]), args[i + 2])\n"
     "  end\n"
     "  return 1\n"
     "end\n"
@@ -589,11 +579,11 @@ struct store_job {
     void *data;
     char owner[PARTITION_KEY_MAX];
     char epoch[24];
-    size_t pair_args, op_args;
-    resp_t pairs, ops; /* the job's MSET and FCALL, in RESP */
-    resp_t pushes;     /* its LPUSH and LTRIM commands, one after the other, in RESP */
-    size_t *push_at;   /* where each command of pushes starts (n_pushes + 1 offsets) */
-    size_t n_pushes, cap_push_at;
+    resp_t pairs;   /* the job's MSET, in RESP */
+    resp_t cmds;    /* its other commands, one after the other, in RESP: the live queue's,
+                       then the timelines' LPUSH and LTRIM */
+    size_t *cmd_at; /* where each command of cmds starts (n_cmds + 1 offsets) */
+    size_t n_cmds, cap_cmd_at;
 };
 
 struct store_writer {
@@ -625,9 +615,8 @@ const store_writer_stats_t *store_writer_stats(const store_writer_t *sw)
 static void job_destroy(store_job_t *j)
 {
     free(j->pairs.p);
-    free(j->ops.p);
-    free(j->pushes.p);
-    free(j->push_at);
+    free(j->cmds.p);
+    free(j->cmd_at);
     free(j);
 }
 
@@ -650,15 +639,15 @@ static store_job_t *job_alloc(store_writer_t *sw)
         return NULL;
     }
     j->next = NULL;
-    j->pairs.len = j->ops.len = j->pushes.len = 0;
-    j->n_pushes = 0;
+    j->pairs.len = j->cmds.len = 0;
+    j->n_cmds = 0;
     return j;
 }
 
 static void job_recycle(store_writer_t *sw, store_job_t *j)
 {
     if (sw->n_spare >= SPARE_JOBS_MAX ||
-        j->pairs.cap + j->ops.cap + j->pushes.cap > SPARE_JOB_BYTES_MAX) {
+        j->pairs.cap + j->cmds.cap > SPARE_JOB_BYTES_MAX) {
         job_destroy(j);
         return;
     }
@@ -758,15 +747,14 @@ static int tx_start(store_writer_t *sw)
 
 static void on_exec(redis_client_t *redis, redisReply *reply, void *data);
 
-/* The number of commands a job adds to the transaction: its MSET, its operations' FCALL,
- * its timelines' LPUSH and LTRIM. */
+/* The number of commands a job adds to the transaction: its MSET and the others. */
 static unsigned job_commands(const store_job_t *j)
 {
-    return (j->op_args ? 2 : 1) + (unsigned)j->n_pushes;
+    return 1 + (unsigned)j->n_cmds;
 }
 
-/* MULTI, then each kept job's MSET (documents and applied offset), FCALL (live-queue
- * operations) and LPUSH/LTRIM (timelines), EXEC. Returns 0 or -1 (nothing more was sent, or the connection is failing). */
+/* MULTI, then each kept job's MSET (documents and applied offset) and its other commands
+ * (live queue, timelines), EXEC. Returns 0 or -1 (nothing more was sent, or the connection is failing). */
 static int tx_send_body(store_writer_t *sw)
 {
     static const char *multi = "MULTI", *exec = "EXEC";
@@ -778,14 +766,11 @@ static int tx_send_body(store_writer_t *sw)
         redis_client_command_argv(sw->redis, NULL, NULL, 1, &multi, &multi_len) != 0)
         return -1;
     for (store_job_t *j = sw->tx; j; j = j->next) {
-        if (redis_client_command_formatted(sw->redis, NULL, NULL, j->pairs.p, j->pairs.len) != 0 ||
-            (j->op_args &&
-             redis_client_command_formatted(sw->redis, NULL, NULL, j->ops.p, j->ops.len) != 0))
+        if (redis_client_command_formatted(sw->redis, NULL, NULL, j->pairs.p, j->pairs.len) != 0)
             return -1; /* only when the connection is going: it takes the MULTI with it */
-        for (size_t i = 0; i < j->n_pushes; i++)
-            if (redis_client_command_formatted(sw->redis, NULL, NULL,
-                                               j->pushes.p + j->push_at[i],
-                                               j->push_at[i + 1] - j->push_at[i]) != 0)
+        for (size_t i = 0; i < j->n_cmds; i++)
+            if (redis_client_command_formatted(sw->redis, NULL, NULL, j->cmds.p + j->cmd_at[i],
+                                               j->cmd_at[i + 1] - j->cmd_at[i]) != 0)
                 return -1;
     }
     return redis_client_command_argv(sw->redis, on_exec, sw, 1, &exec, &exec_len);
@@ -855,7 +840,7 @@ static void on_owners(redis_client_t *redis, redisReply *reply, void *data)
     jobs_finish(sw, fenced, STORE_FENCED, reason);
 }
 
-/* EXEC's reply: per job, OK for its MSET, its operations' 1, its pushes' lengths. */
+/* EXEC's reply: one element per command; any error fails the transaction's jobs. */
 static const char *exec_failure(const redisReply *r, size_t expect)
 {
     if (r->type == REDIS_REPLY_ERROR)
@@ -903,12 +888,141 @@ static void on_exec(redis_client_t *redis, redisReply *reply, void *data)
     tx_finish(sw, sw->tx, failure ? STORE_FAILED : STORE_OK, failure);
 }
 
-/* One more command in j->pushes (its start offset recorded). */
-static int push_command_begin(store_job_t *j)
+/* Appends one command to j->cmds: name, then argc arguments. */
+static int cmd_add(store_job_t *j, const char *name, size_t argc, const char *const *argv,
+                   const size_t *lens)
 {
-    if (reserve((void **)&j->push_at, &j->cap_push_at, j->n_pushes + 2, sizeof *j->push_at) < 0)
+    if (reserve((void **)&j->cmd_at, &j->cap_cmd_at, j->n_cmds + 2, sizeof *j->cmd_at) < 0)
         return -1;
-    j->push_at[j->n_pushes++] = j->pushes.len;
+    j->cmd_at[j->n_cmds] = j->cmds.len;
+    if (resp_header(&j->cmds, 1 + argc, name) < 0 || resp_args(&j->cmds, argc, argv, lens) < 0)
+        return -1;
+    j->cmd_at[++j->n_cmds] = j->cmds.len;
+    return 0;
+}
+
+/* cmd_add with NUL-terminated arguments. */
+static int cmd_addv(store_job_t *j, const char *name, size_t argc, const char *const *argv)
+{
+    size_t lens[8];
+    for (size_t i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return cmd_add(j, name, argc, argv, lens);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The live queue's operations as native commands (store.h has what each one means). The
+ * engine knows where the contact waited and since when, so nothing needs reading in Redis;
+ * only an abandon or end of a contact that was not the customer's current one ('x', 'e')
+ * goes through the Lua function, which looks it up ({q}:where). Consecutive Lua operations
+ * share one FCALL, and everything stays in order.
+ * ---------------------------------------------------------------------------------------- */
+
+#define QUEUE_NAME_MAX 80 /* a queue name: 64 bytes at most in events */
+#define QUEUE_KEY_MAX 128 /* "{q}:abandoned:" + a queue name */
+#define OP_ID_MAX 256     /* a contact or agent id (64 bytes at most in events) */
+#define DONE_WINDOW_MS INT64_C(3600000) /* answered and abandoned: the last hour */
+
+/* A field of an operation as a NUL-terminated string (fields are at most a key or a
+ * snapshot, but the text is cut to the buffer in any case). */
+static const char *field(char *buf, size_t cap, const char *const *f, const size_t *l, int i)
+{
+    snprintf(buf, cap, "%.*s", (int)l[i], f[i]);
+    return buf;
+}
+
+static int unqueue_native(store_job_t *j, const char *id, const char *queue)
+{
+    char waiting[QUEUE_KEY_MAX];
+    snprintf(waiting, sizeof waiting, "{q}:waiting:%s", queue);
+    const char *zrem[] = {waiting, id}, *where[] = {"{q}:where", id}, *info[] = {"{q}:info", id};
+    return cmd_addv(j, "ZREM", 2, zrem) < 0 || cmd_addv(j, "HDEL", 2, where) < 0 ||
+                   cmd_addv(j, "HDEL", 2, info) < 0
+               ? -1
+               : 0;
+}
+
+static int queue_op_native(store_job_t *j, const char *const *f, const size_t *l)
+{
+    char id[OP_ID_MAX], queue[QUEUE_NAME_MAX], when[24], key[QUEUE_KEY_MAX];
+    field(id, sizeof id, f, l, 2);
+    field(queue, sizeof queue, f, l, 3);
+    field(when, sizeof when, f, l, 1);
+    switch (f[0][0]) {
+    case STORE_OP_QUEUED: {
+        snprintf(key, sizeof key, "{q}:waiting:%s", queue);
+        const char *zadd[] = {key, when, id}, *where[] = {"{q}:where", id, queue},
+                   *queues[] = {"{q}:queues", queue}, *info_args[] = {"{q}:info", id, f[4]};
+        size_t info_lens[] = {strlen(info_args[0]), strlen(id), l[4]};
+        return cmd_addv(j, "ZADD", 3, zadd) < 0 || cmd_addv(j, "HSET", 3, where) < 0 ||
+                       cmd_add(j, "HSET", 3, info_args, info_lens) < 0 ||
+                       cmd_addv(j, "SADD", 2, queues) < 0
+                   ? -1
+                   : 0;
+    }
+    case STORE_OP_LEFT_QUEUE: {
+        snprintf(key, sizeof key, "{q}:waiting:%s", queue);
+        const char *zrem[] = {key, id};
+        return cmd_addv(j, "ZREM", 2, zrem);
+    }
+    case STORE_OP_ANSWERED:
+    case STORE_OP_ABANDONED: {
+        char since[24], member[OP_ID_MAX + 24], until[24];
+        long long t = strtoll(when, NULL, 10), from = strtoll(field(since, sizeof since, f, l, 4),
+                                                              NULL, 10);
+        snprintf(member, sizeof member, "%s|%lld", id, t > from ? t - from : 0);
+        snprintf(until, sizeof until, "%lld", t - (long long)DONE_WINDOW_MS);
+        snprintf(key, sizeof key, "{q}:%s:%s",
+                 f[0][0] == STORE_OP_ANSWERED ? "answered" : "abandoned", queue);
+        const char *zadd[] = {key, when, member}, *trim[] = {key, "-inf", until};
+        return unqueue_native(j, id, queue) < 0 || cmd_addv(j, "ZADD", 3, zadd) < 0 ||
+                       cmd_addv(j, "ZREMRANGEBYSCORE", 3, trim) < 0
+                   ? -1
+                   : 0;
+    }
+    case STORE_OP_ENDED:
+        return unqueue_native(j, id, queue);
+    case STORE_OP_AGENT: {
+        const char *args[] = {"{q}:agents", id, f[4]};
+        size_t lens[] = {strlen(args[0]), strlen(id), l[4]};
+        return cmd_add(j, "HSET", 3, args, lens);
+    }
+    default:
+        return -1;
+    }
+}
+
+static bool op_is_lua(char kind)
+{
+    return kind == STORE_OP_ABANDONED_ANYWHERE || kind == STORE_OP_ENDED_ANYWHERE;
+}
+
+/* The operations' fields, 5 per operation, in order (cmd's argv after the pairs). */
+static int job_add_queue_ops(store_job_t *j, const char *const *argv, const size_t *lens,
+                             size_t n_args)
+{
+    static const char *const head[] = {"integral_queue", "0"};
+    static const size_t head_lens[] = {14, 1};
+    for (size_t i = 0; i < n_args;) {
+        if (!op_is_lua(argv[i][0])) {
+            if (queue_op_native(j, argv + i, lens + i) < 0)
+                return -1;
+            i += STORE_OP_FIELDS;
+            continue;
+        }
+        size_t run = i;
+        while (run < n_args && op_is_lua(argv[run][0]))
+            run += STORE_OP_FIELDS;
+        if (reserve((void **)&j->cmd_at, &j->cap_cmd_at, j->n_cmds + 2, sizeof *j->cmd_at) < 0)
+            return -1;
+        j->cmd_at[j->n_cmds] = j->cmds.len;
+        if (resp_header(&j->cmds, 3 + (run - i), "FCALL") < 0 ||
+            resp_args(&j->cmds, 2, head, head_lens) < 0 ||
+            resp_args(&j->cmds, run - i, argv + i, lens + i) < 0)
+            return -1;
+        j->cmd_at[++j->n_cmds] = j->cmds.len;
+        i = run;
+    }
     return 0;
 }
 
@@ -974,28 +1088,31 @@ static int job_add_pushes(store_job_t *j, store_write_t *const *ws, size_t n)
         const store_op_t *h = &ws[refs[first][0]]->ops[refs[first][1]];
         const char *key = ws[refs[first][0]]->bytes + h->at[2];
         size_t key_len = h->len[2];
-        rc = push_command_begin(j) < 0 || resp_header(&j->pushes, 2 + count, "LPUSH") < 0 ||
-                     resp_args(&j->pushes, 1, &key, &key_len) < 0
+        rc = reserve((void **)&j->cmd_at, &j->cap_cmd_at, j->n_cmds + 2, sizeof *j->cmd_at) < 0
                  ? -1
                  : 0;
+        if (rc == 0) {
+            j->cmd_at[j->n_cmds] = j->cmds.len;
+            rc = resp_header(&j->cmds, 2 + count, "LPUSH") < 0 ||
+                         resp_args(&j->cmds, 1, &key, &key_len) < 0
+                     ? -1
+                     : 0;
+        }
         for (size_t p = first; rc == 0 && p != SIZE_MAX; p = next_in[p]) {
             const store_op_t *o = &ws[refs[p][0]]->ops[refs[p][1]];
             const char *entry = ws[refs[p][0]]->bytes + o->at[4];
-            rc = resp_args(&j->pushes, 1, &entry, &o->len[4]);
+            rc = resp_args(&j->cmds, 1, &entry, &o->len[4]);
         }
+        if (rc == 0)
+            j->cmd_at[++j->n_cmds] = j->cmds.len;
         if (rc == 0 && keep > 0) {
             char stop[24];
             snprintf(stop, sizeof stop, "%zu", keep - 1);
             const char *args[] = {key, "0", stop};
             size_t lens[] = {key_len, 1, strlen(stop)};
-            rc = push_command_begin(j) < 0 || resp_header(&j->pushes, 4, "LTRIM") < 0 ||
-                         resp_args(&j->pushes, 3, args, lens) < 0
-                     ? -1
-                     : 0;
+            rc = cmd_add(j, "LTRIM", 3, args, lens);
         }
     }
-    if (rc == 0 && j->n_pushes)
-        j->push_at[j->n_pushes] = j->pushes.len;
     free(refs);
     free(next_in);
     free(tail);
@@ -1003,8 +1120,9 @@ static int job_add_pushes(store_job_t *j, store_write_t *const *ws, size_t n)
     return rc;
 }
 
-/* Encodes the writes into a job: its MSET and its operations' FCALL, in RESP (the one copy
- * of the documents the writer makes; hiredis then appends them to its output buffer). */
+/* Encodes the writes into a job: its MSET, its live-queue commands, its timelines' pushes, in
+ * RESP (the one copy of the documents the writer makes; hiredis then appends them to its
+ * output buffer). */
 static int job_fill(store_job_t *j, store_write_t *const *ws, size_t n, size_t *docs)
 {
     store_command_t cmd;
@@ -1012,23 +1130,13 @@ static int job_fill(store_job_t *j, store_write_t *const *ws, size_t n, size_t *
         return -1;
     snprintf(j->owner, sizeof j->owner, "%s", cmd.owner);
     snprintf(j->epoch, sizeof j->epoch, "%s", cmd.epoch);
-    j->pair_args = cmd.pair_args;
-    j->op_args = cmd.op_args;
-    static const char *const queue_head[] = {"integral_queue", "0"};
-    static const size_t queue_head_lens[] = {14, 1};
     int rc = resp_header(&j->pairs, 1 + cmd.pair_args, "MSET") < 0 ||
-                     resp_args(&j->pairs, cmd.pair_args, cmd.argv, cmd.lens) < 0
+                     resp_args(&j->pairs, cmd.pair_args, cmd.argv, cmd.lens) < 0 ||
+                     job_add_queue_ops(j, cmd.argv + cmd.pair_args, cmd.lens + cmd.pair_args,
+                                       cmd.op_args) < 0 ||
+                     job_add_pushes(j, ws, n) < 0
                  ? -1
                  : 0;
-    if (rc == 0 && cmd.op_args > 0)
-        rc = resp_header(&j->ops, 3 + cmd.op_args, "FCALL") < 0 ||
-                     resp_args(&j->ops, 2, queue_head, queue_head_lens) < 0 ||
-                     resp_args(&j->ops, cmd.op_args, cmd.argv + cmd.pair_args,
-                               cmd.lens + cmd.pair_args) < 0
-                 ? -1
-                 : 0;
-    if (rc == 0)
-        rc = job_add_pushes(j, ws, n);
     *docs = cmd.docs;
     store_command_free(&cmd);
     return rc;

@@ -85,14 +85,21 @@ char *store_write_begin(store_write_t *w, const char *key, size_t max_len);
 void store_write_commit(store_write_t *w, size_t len);
 size_t store_write_count(const store_write_t *w);
 
-/* Operations, after the documents: the live queue's, applied in order by a Lua function,
- * and timeline entries, pushed in order per customer (see the key schema above). */
+/* Operations, after the documents: the live queue's and timeline entries (see the key
+ * schema above). The live queue's are native commands built from what the engine knows of
+ * the contact; 'x' and 'e' go through the Lua function, which finds where the contact waits
+ * ({q}:where) - for a contact that was not the customer's current one. Every operation is
+ * idempotent: a replay of a transaction's operations leaves the live queue as it was. */
 typedef enum {
-    STORE_OP_QUEUED = 'Q',    /* id = contact: waits in queue since time_ms; info = snapshot */
-    STORE_OP_ANSWERED = 'S',  /* id = contact: answered at time_ms (if it was waiting) */
-    STORE_OP_ABANDONED = 'X', /* id = contact: abandoned at time_ms (if it was waiting) */
-    STORE_OP_ENDED = 'E',     /* id = contact: no longer waits, counted nowhere */
-    STORE_OP_AGENT = 'G',     /* id = agent: info = its JSON */
+    STORE_OP_QUEUED = 'Q',     /* id waits in queue since time_ms; info = its snapshot */
+    STORE_OP_LEFT_QUEUE = 'R', /* id no longer waits in queue (it moved to another one) */
+    STORE_OP_ANSWERED = 'S',   /* id, waiting in queue since info (ms, decimal), answered at
+                                  time_ms: counted with its wait */
+    STORE_OP_ABANDONED = 'X',  /* the same, abandoned */
+    STORE_OP_ENDED = 'E',      /* id, waiting in queue, waits no more, counted nowhere */
+    STORE_OP_AGENT = 'G',      /* id = agent: info = its JSON */
+    STORE_OP_ABANDONED_ANYWHERE = 'x', /* id abandoned at time_ms, wherever it waits */
+    STORE_OP_ENDED_ANYWHERE = 'e',     /* id waits no more, wherever it waited */
     STORE_OP_TIMELINE = 'T',  /* id = a customer's timeline key (store_timeline_key): info
                                  = an entry, pushed first (LPUSH); queue = "" or how many
                                  entries to keep (LTRIM after the push) */

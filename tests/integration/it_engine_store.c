@@ -211,8 +211,85 @@ static void write_lands_with_offset_and_operations(void **state)
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_string_equal(r->str, t->topic);
     freeReplyObject(r);
-    freeReplyObject(redisCommand(t->probe, "FCALL integral_queue 0 E 2000 %s-contact  ",
+    freeReplyObject(redisCommand(t->probe, "FCALL integral_queue 0 e 2000 %s-contact  ",
                                  t->topic));
+}
+
+/* Sends one write of partition 7 holding the given operations (kind, time, id, queue, info). */
+typedef struct {
+    store_op_kind_t op;
+    int64_t time_ms;
+    const char *id, *queue, *info;
+} op_t;
+
+static void send_ops(it_t *t, int index, int64_t epoch, int64_t next_offset, const op_t *ops,
+                     size_t n)
+{
+    store_write_t *w = store_write_new(t->topic, 7, epoch, next_offset);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(store_write_add_op(w, ops[i].op, ops[i].time_ms, ops[i].id, ops[i].queue,
+                                            ops[i].info, ops[i].info ? strlen(ops[i].info) : 0),
+                         0);
+    call_t *call = malloc(sizeof *call);
+    *call = (call_t){t, index};
+    assert_int_equal(store_write_send_many(t->writer, &w, 1, on_written, call, NULL), 0);
+    store_write_free(w);
+}
+
+static long long zscore(it_t *t, const char *key, const char *member)
+{
+    redisReply *r = redisCommand(t->probe, "ZSCORE %s %s", key, member);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The live queue's operations as the engine sends them: native ones from what it knows (queued,
+ * moved to another queue, answered with its wait), and an abandon of a contact it does not
+ * know waiting, which the Lua function finds through {q}:where. */
+static void live_queue_operations_native_and_looked_up(void **state)
+{
+    it_t *t = *state;
+    int64_t epoch = claim(t, 7);
+    char a[96], b[96], qa[96], qb[96], key[160];
+    snprintf(a, sizeof a, "%s-ka", t->topic);
+    snprintf(b, sizeof b, "%s-kb", t->topic);
+    snprintf(qa, sizeof qa, "%s-qa", t->topic);
+    snprintf(qb, sizeof qb, "%s-qb", t->topic);
+    const op_t first[] = {
+        {STORE_OP_QUEUED, 1000, a, qa, "{\"a\":1}"},
+        {STORE_OP_QUEUED, 1500, b, qa, "{\"b\":1}"},
+        {STORE_OP_LEFT_QUEUE, 1600, b, qa, NULL}, /* b moves to qb */
+        {STORE_OP_QUEUED, 1600, b, qb, "{\"b\":2}"},
+        {STORE_OP_ANSWERED, 4000, a, qa, "1000"}, /* a waited 3 s */
+    };
+    send_ops(t, 0, epoch, 10, first, 5);
+    IT_WAIT_FOR(t, t->done == 1, 5000);
+    assert_int_equal(t->results[0], STORE_OK);
+    snprintf(key, sizeof key, "{q}:waiting:%s", qa);
+    assert_int_equal(zscore(t, key, a), -1);
+    assert_int_equal(zscore(t, key, b), -1);
+    snprintf(key, sizeof key, "{q}:waiting:%s", qb);
+    assert_int_equal(zscore(t, key, b), 1600);
+    snprintf(key, sizeof key, "{q}:answered:%s", qa);
+    char member[128];
+    snprintf(member, sizeof member, "%s|3000", a);
+    assert_int_equal(zscore(t, key, member), 4000);
+    /* b abandoned, the engine not knowing where it waits: looked up. */
+    const op_t second[] = {{STORE_OP_ABANDONED_ANYWHERE, 5600, b, NULL, NULL}};
+    send_ops(t, 1, epoch, 11, second, 1);
+    IT_WAIT_FOR(t, t->done == 2, 5000);
+    assert_int_equal(t->results[1], STORE_OK);
+    snprintf(key, sizeof key, "{q}:waiting:%s", qb);
+    assert_int_equal(zscore(t, key, b), -1);
+    snprintf(key, sizeof key, "{q}:abandoned:%s", qb);
+    snprintf(member, sizeof member, "%s|4000", b);
+    assert_int_equal(zscore(t, key, member), 5600);
+    redisReply *r = redisCommand(t->probe, "HMGET {q}:where %s %s", a, b);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(t->probe, "DEL {q}:answered:%s {q}:abandoned:%s", qa, qb));
 }
 
 static void stale_and_later_epochs_are_fenced(void **state)
@@ -332,6 +409,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(write_lands_with_offset_and_operations, setup, teardown),
+        cmocka_unit_test_setup_teardown(live_queue_operations_native_and_looked_up, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(stale_and_later_epochs_are_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(claim_between_watch_and_exec_aborts_then_fences, setup,
                                         teardown),
