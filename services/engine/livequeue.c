@@ -115,7 +115,7 @@ static void left_queue(batch_t *batch, store_op_kind_t op, store_op_kind_t anywh
     if (res->was_waiting) {
         const char *t = since_text(res->waited_since_ms, since, sizeof since);
         queue_op(batch, op, time_ms, contact, res->waited_queue, t, (long)strlen(t));
-    } else if (anywhere) {
+    } else if (anywhere && !res->was_current) { /* the current one was not waiting */
         queue_op(batch, anywhere, time_ms, contact, NULL, NULL, 0);
     }
 }

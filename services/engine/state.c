@@ -896,8 +896,9 @@ int customer_apply(customer_t *c, const event_t *ev, int64_t offset, const state
 
     uint8_t channel = STATE_CHANNEL_UNKNOWN;
     const char *contact_id = event_contact_id(ev);
-    if (contact_id && c->contact.state == STATE_CONTACT_QUEUED &&
-        strcmp(c->contact.id, contact_id) == 0) { /* where it waited, before the event */
+    res->was_current = contact_id && c->contact.state != STATE_CONTACT_NONE &&
+                       strcmp(c->contact.id, contact_id) == 0;
+    if (res->was_current && c->contact.state == STATE_CONTACT_QUEUED) { /* before the event */
         res->was_waiting = true;
         memcpy(res->waited_queue, c->contact.queue, sizeof res->waited_queue);
         res->waited_since_ms = c->contact.queued_ms;

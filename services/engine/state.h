@@ -313,7 +313,8 @@ typedef struct {
     bool timeline;        /* the event is an interaction for the timeline: */
     char timeline_text[STATE_TIMELINE_TEXT_SIZE]; /* its text */
     bool timeline_trim;   /* the list holds STATE_TIMELINE_MAX already: trim it after */
-    /* The event's contact was the current one and waited in a queue before the event: */
+    bool was_current; /* the event's contact was the current one before the event */
+    /* ... and waited in a queue: */
     bool was_waiting;
     char waited_queue[EVENT_KEY_MAX + 1]; /* in this queue */
     int64_t waited_since_ms;              /* since then (STATE_TIME_NONE if unknown) */

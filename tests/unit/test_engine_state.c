@@ -670,6 +670,24 @@ static void timeline_text_cut_at_character_boundary(void **state)
     assert_memory_equal(text, "phone contact in queue billing (reason: \xc3\xa9", 42);
 }
 
+/* ---- What the live queue needs: where the event's contact waited before it */
+
+static void apply_says_where_the_contact_waited(void **state)
+{
+    queued("k-1", T0, "phone", NULL);
+    assert_false(res.was_current); /* new */
+    apply("contact.started", T0 + 5000,
+          "{\"contact_id\":\"k-1\",\"channel\":\"phone\",\"agent_id\":\"a-1\"}");
+    assert_true(res.was_current && res.was_waiting);
+    assert_string_equal(res.waited_queue, "billing");
+    assert_int_equal(res.waited_since_ms, T0);
+    apply("contact.ended", T0 + 9000, "{\"contact_id\":\"k-1\",\"duration_s\":4}");
+    assert_true(res.was_current);
+    assert_false(res.was_waiting); /* it was active */
+    apply("contact.abandoned", T0 + 9500, "{\"contact_id\":\"k-0\",\"wait_s\":1}");
+    assert_false(res.was_current); /* not the current one: the live queue looks it up */
+}
+
 /* ---- Late events after a reload */
 
 /* What fell out of the windows as of the clock is gone from memory as from the document, so a
@@ -1025,6 +1043,7 @@ int main(void)
         cmocka_unit_test_setup(timeline_count_asks_for_trim_when_full, setup),
         cmocka_unit_test_setup(timeline_text_cut_at_character_boundary, setup),
         cmocka_unit_test_setup(late_event_counts_the_same_after_a_reload, setup),
+        cmocka_unit_test_setup(apply_says_where_the_contact_waited, setup),
         cmocka_unit_test_setup(profile_upsert_keeps_absent_fields, setup),
         cmocka_unit_test_setup(rule_cooldown_remembers_last_firing, setup),
         cmocka_unit_test_setup(json_round_trip_is_exact, setup),
