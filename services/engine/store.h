@@ -12,7 +12,8 @@
  * The live queue, for the gateway's supervisors (one tag {q}: one slot for all of it):
  *   {q}:queues            SET of queue names ever seen
  *   {q}:waiting:QUEUE     ZSET contact_id -> the time it was queued (ms, event time)
- *   {q}:where             HASH contact_id -> its queue, while it waits
+ *   {q}:where             HASH contact_id -> its queue, while it waits (for the Lua lookup of a
+ *                         contact that is no longer its customer's current one)
  *   {q}:info              HASH contact_id -> JSON snapshot of who waits (customer, name,
  *                         channel, tier, value, churn_risk, flags) taken when it was queued
  *   {q}:answered:QUEUE    ZSET "contact_id|wait_ms" -> the time it was answered (last hour)
