@@ -44,7 +44,8 @@
 typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis called cleanup: the context is being freed */
     uv_poll_t poll;
-    int events; /* UV_READABLE | UV_WRITABLE that hiredis asked for */
+    int events;  /* UV_READABLE | UV_WRITABLE that hiredis asked for */
+    int started; /* what the handle was last started with (0: stopped) */
     redis_uv_closed_cb closed_cb;
     void *arg;
 } redis_uv_events_t;
@@ -57,6 +58,8 @@ static void on_poll(uv_poll_t *handle, int status, int events)
      * reports status UV_EBADF with no events. 0.14.1 returned here, so hiredis never saw a
      * refused connect. Run the handlers we were registered for: they find the error. */
     int ev = status ? p->events : events;
+    if (status)
+        p->started = 0; /* libuv stopped the handle */
 
     if (p->ac && (ev & UV_READABLE))
         redisAsyncHandleRead(p->ac);
@@ -65,13 +68,19 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 }
 
 /* uv_poll_start fails only on a closing handle or bad arguments, neither of which hiredis can
- * cause: it stops calling the hooks once it has called cleanup. */
+ * cause: it stops calling the hooks once it has called cleanup. hiredis asks for write
+ * interest on every command it queues; the handle is restarted only when the interest
+ * changes (each restart re-arms the watcher: measured at ~3 % of the engine's CPU with a
+ * few hundred commands per transaction). */
 static void update_poll(redis_uv_events_t *p)
 {
+    if (p->events == p->started)
+        return;
     if (p->events)
         uv_poll_start(&p->poll, p->events, on_poll);
     else
         uv_poll_stop(&p->poll);
+    p->started = p->events;
 }
 
 static void ev_add_read(void *privdata)
