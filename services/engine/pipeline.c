@@ -140,6 +140,8 @@ struct pipeline {
     metrics_counter_t *events_by_type[EVENT_TYPE_COUNT];
     metrics_counter_t *deadlettered[EVENT_REASON_COUNT];
     metrics_counter_t *duplicates, *skipped_applied, *writes, *writes_failed, *writes_fenced;
+    metrics_counter_t *transactions, *transaction_aborts; /* the writer's, synced on replies */
+    store_writer_stats_t writer_seen;
     metrics_counter_t *docs_written, *loads, *load_errors, *apply_errors;
     metrics_histogram_t *latency, *alert_latency;
     int64_t applying_produced_ms; /* of the event being applied: alerts it raises inherit it */
@@ -529,10 +531,20 @@ static void batch_progress(batch_t *b)
     partition_progress(p, part);
 }
 
+/* The writer's counters into the metrics (they only grow). */
+static void sync_writer_metrics(pipeline_t *p)
+{
+    const store_writer_stats_t *st = store_writer_stats(p->writer);
+    metrics_counter_add(p->transactions, st->transactions - p->writer_seen.transactions);
+    metrics_counter_add(p->transaction_aborts, st->aborted - p->writer_seen.aborted);
+    p->writer_seen = *st;
+}
+
 static void on_write_done(void *data, int status, const char *reason)
 {
     flight_t *f = data;
     pipeline_t *p = f->pipeline;
+    sync_writer_metrics(p);
     p->bytes_in_flight -= f->bytes;
     /* A flight's batches are detached together (partition_orphan_batches). They stay "in
      * flight" until the end: a re-sync below orphans them, and must not free them. */
@@ -1201,6 +1213,15 @@ static void register_metrics(pipeline_t *p)
                                        NULL);
     p->docs_written = metrics_counter(m, "integral_engine_documents_written_total",
                                       "Documents written to Redis.", NULL);
+    p->transactions = metrics_counter(m, "integral_engine_redis_transactions_total",
+                                      "Fenced transactions sent to Redis (each holds the writes "
+                                      "ready at the time).",
+                                      NULL);
+    p->transaction_aborts =
+        metrics_counter(m, "integral_engine_redis_transaction_aborts_total",
+                        "Transactions EXEC refused (an owner key changed after WATCH) and started "
+                        "over.",
+                        NULL);
     p->loads = metrics_counter(m, "integral_engine_loads_total",
                                "Documents loaded from Redis on first touch.", NULL);
     p->load_errors = metrics_counter(m, "integral_engine_load_errors_total",

@@ -86,6 +86,8 @@ try:
     check(True, "the engine logged the refusal: %s" % refused.search(eng.log()).group(0))
     check(metric_of_live(eng, "integral_engine_writes_fenced_total") >= 1,
           "the refusal is counted (integral_engine_writes_fenced_total)")
+    check(metric_of_live(eng, "integral_engine_redis_transactions_total") >= 1,
+          "transactions are counted (integral_engine_redis_transactions_total)")
     wait_applied(t, {1: ends[1]}, 60, "partition 1, which the engine still owns", [eng])
     check(True, "partition 1 went on: its applied offset reached its end (%d)" % ends[1])
 
