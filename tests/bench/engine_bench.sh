@@ -10,7 +10,7 @@
 #
 # 1. Builds a release build (RelWithDebInfo, no sanitizers) in build-bench/.
 # 2. Starts, on free loopback ports and under one run directory: redis-server (persistence as
-#    deploy/integral.sh: appendonly yes, appendfsync everysec; --no-aof: none), the embedded
+#    deploy/integral.sh: config/redis.conf, AOF everysec; --no-aof: none), the embedded
 #    Kafka (topics interactions:<partitions>, alerts:12, deadletter:3) and the engine
 #    (config/engine.json, rules and model from config/, kafka.fetch_wait_max_ms from
 #    --fetch-wait-ms), and waits until the engine is ready (group joined, partitions claimed).
