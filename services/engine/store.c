@@ -754,7 +754,8 @@ static unsigned job_commands(const store_job_t *j)
 }
 
 /* MULTI, then each kept job's MSET (documents and applied offset) and its other commands
- * (live queue, timelines), EXEC. Returns 0 or -1 (nothing more was sent, or the connection is failing). */
+ * (live queue, timelines), EXEC. Returns 0 or -1 (nothing more was sent, or the connection
+ * is failing). */
 static int tx_send_body(store_writer_t *sw)
 {
     static const char *multi = "MULTI", *exec = "EXEC";
@@ -1082,8 +1083,12 @@ static int job_add_pushes(store_job_t *j, store_write_t *const *ws, size_t n)
         for (size_t p = first; p != SIZE_MAX; p = next_in[p]) {
             const store_op_t *o = &ws[refs[p][0]]->ops[refs[p][1]];
             count++;
-            if (o->len[3])
-                keep = (size_t)strtoul(ws[refs[p][0]]->bytes + o->at[3], NULL, 10);
+            if (o->len[3]) { /* fields are not NUL-terminated: copy before parsing */
+                char text[24];
+                snprintf(text, sizeof text, "%.*s", (int)o->len[3],
+                         ws[refs[p][0]]->bytes + o->at[3]);
+                keep = (size_t)strtoul(text, NULL, 10);
+            }
         }
         const store_op_t *h = &ws[refs[first][0]]->ops[refs[first][1]];
         const char *key = ws[refs[first][0]]->bytes + h->at[2];
