@@ -123,7 +123,7 @@ int pipeline_publish(pipeline_t *p, batch_t *batch, const char *topic, const cha
                      const char *value, size_t len);
 
 /* Adds a live-queue operation (store.h) to the batch's write: it reaches Redis in the same
- * fenced call as the batch's documents. 0, or -1 (out of memory, orphaned batch). */
+ * fenced transaction as the batch's documents. 0, or -1 (out of memory, orphaned batch). */
 int pipeline_queue_op(batch_t *batch, store_op_kind_t op, int64_t time_ms, const char *id,
                       const char *queue, const char *info, size_t info_len);
 

@@ -19,15 +19,15 @@
  *   {q}:answered:QUEUE    ZSET "contact_id|wait_ms" -> the time it was answered (last hour)
  *   {q}:abandoned:QUEUE   ZSET "contact_id|wait_ms" -> the time it was abandoned (last hour)
  *   {q}:agents            HASH agent_id -> JSON {id, state, queues, since}
- * They are written by the same fenced call as the documents, so a replay cannot apply an
+ * They are written by the same fenced transaction as the documents, so a replay cannot apply an
  * operation twice, and every operation is idempotent besides.
  *
  * Exactly-once effect: a batch of one partition writes every customer it touched and the
  * partition's applied offset in one transaction (MULTI/EXEC), fenced by WATCH on the owner
  * epoch: it writes nothing when the epoch is not the caller's (an engine that lost the
- * partition in a rebalance cannot overwrite its new owner). A new owner claims the partition (epoch + 1) and continues from
- * the applied offset, so state and offset can never disagree, even after Redis lost its last
- * second of writes (AOF everysec). */
+ * partition in a rebalance cannot overwrite its new owner). A new owner claims the partition
+ * (epoch + 1) and continues from the applied offset, so state and offset can never disagree,
+ * even after Redis lost its last second of writes (AOF everysec). */
 #ifndef INTEGRAL_ENGINE_STORE_H
 #define INTEGRAL_ENGINE_STORE_H
 
