@@ -251,13 +251,8 @@ int customer_init_zeroed(customer_t *c, const char *id)
 
 int customer_init(customer_t *c, const char *id)
 {
-    customer_clear(c);
-    if (!id || !is_key(id, STATE_ID_MAX) || strncmp(id, "agent:", 6) == 0 ||
-        strcmp(id, "partner:") == 0)
-        return STATE_EINVAL;
-    strcpy(c->id, id);
-    c->is_partner = strncmp(id, "partner:", 8) == 0;
-    return 0;
+    memset(c, 0, sizeof *c);
+    return customer_init_zeroed(c, id);
 }
 
 /* Adds to the bucket of time t; a time older than the ring is forgotten. The clock is
