@@ -25,17 +25,19 @@ static const char function_library[] =
     "-- The live queue (read by the gateway): waiting contacts per queue, answered and\n"
     "-- abandoned ones with their wait, agents by state. Every key shares the tag {q}.\n"
     "local function unqueue(contact)\n"
-    "  local queue = redis.call('HGET', '{q}:where', contact)\n"
-    "  if not queue then return nil end\n"
+    "  local info = redis.call('HGET', '{q}:info', contact)\n"
+    "  if not info then return nil end\n"
+    "  local ok, snapshot = pcall(cjson.decode, info)\n"
+    "  local queue = ok and type(snapshot) == 'table' and snapshot.queue\n"
+    "  redis.call('HDEL', '{q}:info', contact)\n"
+    "  if type(queue) ~= 'string' then return nil end\n"
     "  local since = redis.call('ZSCORE', '{q}:waiting:' .. queue, contact)\n"
     "  redis.call('ZREM', '{q}:waiting:' .. queue, contact)\n"
-    "  redis.call('HDEL', '{q}:where', contact)\n"
-    "  redis.call('HDEL', '{q}:info', contact)\n"
     "  return queue, tonumber(since)\n"
     "end\n"
     "\n"
     "-- An abandon (x) or end (e) at time t of a contact that was not the customer's current\n"
-    "-- one: the engine does not know where it waits, {q}:where does. The other operations\n"
+    "-- one: the engine does not know where it waits, its snapshot in {q}:info does. The other operations\n"
     "-- are native commands (store.c).\n"
     "local function queue_op(op, t, id)\n"
     "  local from, since = unqueue(id)\n"
@@ -522,9 +524,25 @@ static int resp_reserve(resp_t *b, size_t more)
     return reserve((void **)&b->p, &b->cap, b->len + more, 1);
 }
 
+/* Writes c, n in decimal and CRLF at p (at most 23 bytes); returns how many. */
+static size_t put_header(char *p, char c, size_t n)
+{
+    char digits[20];
+    size_t k = 0, len = 0;
+    do
+        digits[k++] = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    p[len++] = c;
+    while (k)
+        p[len++] = digits[--k];
+    p[len++] = '\r';
+    p[len++] = '\n';
+    return len;
+}
+
 /* "$<len>\r\n<bytes>\r\n" per argument. 32 bytes cover the rest: "$", 20 digits, two CRLF
- * and sprintf's NUL (overwritten next). The buffer always ends with a NUL past len: hiredis
- * 0.14 scans a formatted command's name with strchr. */
+ * and the NUL. The buffer always ends with a NUL past len: hiredis 0.14 scans a formatted
+ * command's name with strchr. */
 static int resp_args(resp_t *b, size_t argc, const char *const *argv, const size_t *lens)
 {
     size_t need = 1;
@@ -533,7 +551,7 @@ static int resp_args(resp_t *b, size_t argc, const char *const *argv, const size
     if (resp_reserve(b, need) < 0)
         return -1;
     for (size_t i = 0; i < argc; i++) {
-        b->len += (size_t)sprintf(b->p + b->len, "$%zu\r\n", lens[i]);
+        b->len += put_header(b->p + b->len, '$', lens[i]);
         memcpy(b->p + b->len, argv[i], lens[i]);
         b->len += lens[i];
         b->p[b->len++] = '\r';
@@ -547,7 +565,7 @@ static int resp_header(resp_t *b, size_t argc, const char *name)
 {
     if (resp_reserve(b, 32) < 0)
         return -1;
-    b->len += (size_t)sprintf(b->p + b->len, "*%zu\r\n", argc);
+    b->len += put_header(b->p + b->len, '*', argc);
     size_t len = strlen(name);
     return resp_args(b, 1, &name, &len);
 }
@@ -915,7 +933,8 @@ static int cmd_addv(store_job_t *j, const char *name, size_t argc, const char *c
  * The live queue's operations as native commands (store.h has what each one means). The
  * engine knows where the contact waited and since when, so nothing needs reading in Redis;
  * only an abandon or end of a contact that was not the customer's current one ('x', 'e')
- * goes through the Lua function, which looks it up ({q}:where). Consecutive Lua operations
+ * goes through the Lua function, which looks it up (the contact's snapshot in {q}:info
+ * names its queue). Consecutive Lua operations
  * share one FCALL, and everything stays in order.
  * ---------------------------------------------------------------------------------------- */
 
@@ -932,18 +951,72 @@ static const char *field(char *buf, size_t cap, const char *const *f, const size
     return buf;
 }
 
+/* What a job already did per queue, so that it says it once: the queue listed in
+ * {q}:queues (SADD), and the newest time its answered and abandoned lists are to be trimmed
+ * to (one ZREMRANGEBYSCORE each at the end of the job's operations, not one per contact:
+ * readers count the last hour by score anyway, trimming only bounds memory). A queue beyond
+ * JOB_QUEUES_MAX is listed and trimmed with each operation, as if none were remembered. */
+#define JOB_QUEUES_MAX 64
+
+typedef struct {
+    char name[QUEUE_NAME_MAX];
+    bool listed;
+    int64_t trim_until[2]; /* answered, abandoned; INT64_MIN: none */
+} job_queue_t;
+
+typedef struct {
+    size_t n;
+    job_queue_t q[JOB_QUEUES_MAX];
+} job_queues_t;
+
+/* The job's record of queue, added on first use; NULL when the table is full. */
+static job_queue_t *job_queue(job_queues_t *jq, const char *queue)
+{
+    for (size_t i = 0; i < jq->n; i++)
+        if (strcmp(jq->q[i].name, queue) == 0)
+            return &jq->q[i];
+    if (jq->n == JOB_QUEUES_MAX)
+        return NULL;
+    job_queue_t *q = &jq->q[jq->n++];
+    snprintf(q->name, sizeof q->name, "%s", queue);
+    q->listed = false;
+    q->trim_until[0] = q->trim_until[1] = INT64_MIN;
+    return q;
+}
+
+static const char *const done_kinds[2] = {"answered", "abandoned"};
+
+static int trim_done(store_job_t *j, const char *queue, int kind, int64_t until_ms)
+{
+    char key[QUEUE_KEY_MAX], until[24];
+    snprintf(key, sizeof key, "{q}:%s:%s", done_kinds[kind], queue);
+    snprintf(until, sizeof until, "%lld", (long long)until_ms);
+    const char *trim[] = {key, "-inf", until};
+    return cmd_addv(j, "ZREMRANGEBYSCORE", 3, trim);
+}
+
+/* The trims the job's operations asked for, once per list. */
+static int job_trim_done(store_job_t *j, const job_queues_t *jq)
+{
+    for (size_t i = 0; i < jq->n; i++)
+        for (int kind = 0; kind < 2; kind++)
+            if (jq->q[i].trim_until[kind] != INT64_MIN &&
+                trim_done(j, jq->q[i].name, kind, jq->q[i].trim_until[kind]) < 0)
+                return -1;
+    return 0;
+}
+
+/* The contact waits no more: out of its queue's waiting set and {q}:info. */
 static int unqueue_native(store_job_t *j, const char *id, const char *queue)
 {
     char waiting[QUEUE_KEY_MAX];
     snprintf(waiting, sizeof waiting, "{q}:waiting:%s", queue);
-    const char *zrem[] = {waiting, id}, *where[] = {"{q}:where", id}, *info[] = {"{q}:info", id};
-    return cmd_addv(j, "ZREM", 2, zrem) < 0 || cmd_addv(j, "HDEL", 2, where) < 0 ||
-                   cmd_addv(j, "HDEL", 2, info) < 0
-               ? -1
-               : 0;
+    const char *zrem[] = {waiting, id}, *info[] = {"{q}:info", id};
+    return cmd_addv(j, "ZREM", 2, zrem) < 0 || cmd_addv(j, "HDEL", 2, info) < 0 ? -1 : 0;
 }
 
-static int queue_op_native(store_job_t *j, const char *const *f, const size_t *l)
+static int queue_op_native(store_job_t *j, job_queues_t *jq, const char *const *f,
+                           const size_t *l)
 {
     char id[OP_ID_MAX], queue[QUEUE_NAME_MAX], when[24], key[QUEUE_KEY_MAX];
     field(id, sizeof id, f, l, 2);
@@ -952,12 +1025,16 @@ static int queue_op_native(store_job_t *j, const char *const *f, const size_t *l
     switch (f[0][0]) {
     case STORE_OP_QUEUED: {
         snprintf(key, sizeof key, "{q}:waiting:%s", queue);
-        const char *zadd[] = {key, when, id}, *where[] = {"{q}:where", id, queue},
-                   *queues[] = {"{q}:queues", queue}, *info_args[] = {"{q}:info", id, f[4]};
+        const char *zadd[] = {key, when, id}, *queues[] = {"{q}:queues", queue},
+                   *info_args[] = {"{q}:info", id, f[4]};
         size_t info_lens[] = {strlen(info_args[0]), strlen(id), l[4]};
-        return cmd_addv(j, "ZADD", 3, zadd) < 0 || cmd_addv(j, "HSET", 3, where) < 0 ||
+        job_queue_t *q = job_queue(jq, queue);
+        bool list = !q || !q->listed;
+        if (q)
+            q->listed = true;
+        return cmd_addv(j, "ZADD", 3, zadd) < 0 ||
                        cmd_add(j, "HSET", 3, info_args, info_lens) < 0 ||
-                       cmd_addv(j, "SADD", 2, queues) < 0
+                       (list && cmd_addv(j, "SADD", 2, queues) < 0)
                    ? -1
                    : 0;
     }
@@ -968,18 +1045,22 @@ static int queue_op_native(store_job_t *j, const char *const *f, const size_t *l
     }
     case STORE_OP_ANSWERED:
     case STORE_OP_ABANDONED: {
-        char since[24], member[OP_ID_MAX + 24], until[24];
+        char since[24], member[OP_ID_MAX + 24];
+        int kind = f[0][0] == STORE_OP_ANSWERED ? 0 : 1;
         long long t = strtoll(when, NULL, 10), from = strtoll(field(since, sizeof since, f, l, 4),
                                                               NULL, 10);
         snprintf(member, sizeof member, "%s|%lld", id, t > from ? t - from : 0);
-        snprintf(until, sizeof until, "%lld", t - (long long)DONE_WINDOW_MS);
-        snprintf(key, sizeof key, "{q}:%s:%s",
-                 f[0][0] == STORE_OP_ANSWERED ? "answered" : "abandoned", queue);
-        const char *zadd[] = {key, when, member}, *trim[] = {key, "-inf", until};
-        return unqueue_native(j, id, queue) < 0 || cmd_addv(j, "ZADD", 3, zadd) < 0 ||
-                       cmd_addv(j, "ZREMRANGEBYSCORE", 3, trim) < 0
-                   ? -1
-                   : 0;
+        snprintf(key, sizeof key, "{q}:%s:%s", done_kinds[kind], queue);
+        const char *zadd[] = {key, when, member};
+        if (unqueue_native(j, id, queue) < 0 || cmd_addv(j, "ZADD", 3, zadd) < 0)
+            return -1;
+        int64_t until = t - DONE_WINDOW_MS;
+        job_queue_t *q = job_queue(jq, queue);
+        if (!q)
+            return trim_done(j, queue, kind, until);
+        if (until > q->trim_until[kind])
+            q->trim_until[kind] = until;
+        return 0;
     }
     case STORE_OP_ENDED:
         return unqueue_native(j, id, queue);
@@ -998,33 +1079,44 @@ static bool op_is_lua(char kind)
     return kind == STORE_OP_ABANDONED_ANYWHERE || kind == STORE_OP_ENDED_ANYWHERE;
 }
 
-/* The operations' fields, 5 per operation, in order (cmd's argv after the pairs). */
+/* The operations' fields, 5 per operation, in order (cmd's argv after the pairs), then the
+ * trims they asked for. */
 static int job_add_queue_ops(store_job_t *j, const char *const *argv, const size_t *lens,
                              size_t n_args)
 {
     static const char *const head[] = {"integral_queue", "0"};
     static const size_t head_lens[] = {14, 1};
-    for (size_t i = 0; i < n_args;) {
+    job_queues_t *jq = malloc(sizeof *jq);
+    if (!jq)
+        return -1;
+    jq->n = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n_args;) {
         if (!op_is_lua(argv[i][0])) {
-            if (queue_op_native(j, argv + i, lens + i) < 0)
-                return -1;
+            rc = queue_op_native(j, jq, argv + i, lens + i);
             i += STORE_OP_FIELDS;
             continue;
         }
         size_t run = i;
         while (run < n_args && op_is_lua(argv[run][0]))
             run += STORE_OP_FIELDS;
-        if (reserve((void **)&j->cmd_at, &j->cap_cmd_at, j->n_cmds + 2, sizeof *j->cmd_at) < 0)
-            return -1;
+        if (reserve((void **)&j->cmd_at, &j->cap_cmd_at, j->n_cmds + 2, sizeof *j->cmd_at) < 0) {
+            rc = -1;
+            break;
+        }
         j->cmd_at[j->n_cmds] = j->cmds.len;
         if (resp_header(&j->cmds, 3 + (run - i), "FCALL") < 0 ||
             resp_args(&j->cmds, 2, head, head_lens) < 0 ||
             resp_args(&j->cmds, run - i, argv + i, lens + i) < 0)
-            return -1;
-        j->cmd_at[++j->n_cmds] = j->cmds.len;
+            rc = -1;
+        else
+            j->cmd_at[++j->n_cmds] = j->cmds.len;
         i = run;
     }
-    return 0;
+    if (rc == 0)
+        rc = job_trim_done(j, jq);
+    free(jq);
+    return rc;
 }
 
 /* The timeline entries of ws, grouped by key in order: per key one LPUSH of its entries,
@@ -1145,6 +1237,27 @@ static int job_fill(store_job_t *j, store_write_t *const *ws, size_t n, size_t *
     *docs = cmd.docs;
     store_command_free(&cmd);
     return rc;
+}
+
+int store_write_encode(store_write_t *const *ws, size_t n, char **resp, size_t *len,
+                       size_t *commands)
+{
+    store_job_t j = {0};
+    size_t docs;
+    int rc = n > 0 && job_fill(&j, ws, n, &docs) == 0 ? 0 : -1;
+    char *out = rc == 0 ? malloc(j.pairs.len + j.cmds.len + 1) : NULL;
+    if (out) {
+        memcpy(out, j.pairs.p, j.pairs.len);
+        memcpy(out + j.pairs.len, j.cmds.p, j.cmds.len);
+        out[j.pairs.len + j.cmds.len] = '\0';
+    }
+    *resp = out;
+    *len = out ? j.pairs.len + j.cmds.len : 0;
+    *commands = out ? job_commands(&j) : 0;
+    free(j.pairs.p);
+    free(j.cmds.p);
+    free(j.cmd_at);
+    return out ? 0 : -1;
 }
 
 int store_write_send_many(store_writer_t *sw, store_write_t *const *ws, size_t n,

@@ -12,10 +12,10 @@
  * The live queue, for the gateway's supervisors (one tag {q}: one slot for all of it):
  *   {q}:queues            SET of queue names ever seen
  *   {q}:waiting:QUEUE     ZSET contact_id -> the time it was queued (ms, event time)
- *   {q}:where             HASH contact_id -> its queue, while it waits (for the Lua lookup of a
- *                         contact that is no longer its customer's current one)
  *   {q}:info              HASH contact_id -> JSON snapshot of who waits (customer, name,
- *                         channel, tier, value, churn_risk, flags) taken when it was queued
+ *                         queue, channel, tier, value, churn_risk, flags) taken when it was
+ *                         queued, while it waits (its "queue" is what the Lua lookup of a
+ *                         contact that is no longer its customer's current one reads)
  *   {q}:answered:QUEUE    ZSET "contact_id|wait_ms" -> the time it was answered (last hour)
  *   {q}:abandoned:QUEUE   ZSET "contact_id|wait_ms" -> the time it was abandoned (last hour)
  *   {q}:agents            HASH agent_id -> JSON {id, state, queues, since}
@@ -89,7 +89,7 @@ size_t store_write_count(const store_write_t *w);
 /* Operations, after the documents: the live queue's and timeline entries (see the key
  * schema above). The live queue's are native commands built from what the engine knows of
  * the contact; 'x' and 'e' go through the Lua function, which finds where the contact waits
- * ({q}:where) - for a contact that was not the customer's current one. Every operation is
+ * ({q}:info) - for a contact that was not the customer's current one. Every operation is
  * idempotent: a replay of a transaction's operations leaves the live queue as it was. */
 typedef enum {
     STORE_OP_QUEUED = 'Q',     /* id waits in queue since time_ms; info = its snapshot */
@@ -158,5 +158,10 @@ typedef struct {
 } store_command_t;
 int store_command_build(store_command_t *cmd, store_write_t *const *ws, size_t n);
 void store_command_free(store_command_t *cmd);
+
+/* Every command store_write_send_many sends for ws inside the transaction, in RESP (exposed
+ * for tests): *resp (malloc'd, NUL-terminated) holds *commands commands. 0, or -1. */
+int store_write_encode(store_write_t *const *ws, size_t n, char **resp, size_t *len,
+                       size_t *commands);
 
 #endif

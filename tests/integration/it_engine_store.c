@@ -149,10 +149,12 @@ static void send_write(it_t *t, int index, int32_t partition, int64_t epoch,
         assert_int_equal(store_write_add(w, key, value, (size_t)n), 0);
     }
     if (with_op) {
-        char contact[96];
+        char contact[96], info[160];
         snprintf(contact, sizeof contact, "%s-contact", t->topic);
+        snprintf(info, sizeof info, "{\"queue\":\"%s\"}", t->topic);
         assert_int_equal(
-            store_write_add_op(w, STORE_OP_QUEUED, 1000, contact, t->topic, "{\"i\":1}", 7), 0);
+            store_write_add_op(w, STORE_OP_QUEUED, 1000, contact, t->topic, info, strlen(info)),
+            0);
     }
     call_t *call = malloc(sizeof *call);
     *call = (call_t){t, index};
@@ -206,10 +208,15 @@ static void write_lands_with_offset_and_operations(void **state)
     assert_string_equal(DOC(t, "b"), "{\"v\":41}");
     assert_string_equal(APPLIED(t, 0), "41");
     /* The operation ran in the same transaction: the contact waits in its queue. */
-    redisReply *r = redisCommand(t->probe, "HGET {q}:where %s-contact", t->topic);
+    char key[160];
+    snprintf(key, sizeof key, "{q}:waiting:%s", t->topic);
+    redisReply *r = redisCommand(t->probe, "ZSCORE %s %s-contact", key, t->topic);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
-    assert_string_equal(r->str, t->topic);
+    assert_string_equal(r->str, "1000");
+    freeReplyObject(r);
+    r = redisCommand(t->probe, "SISMEMBER {q}:queues %s", t->topic);
+    assert_int_equal(r->integer, 1);
     freeReplyObject(r);
     freeReplyObject(redisCommand(t->probe, "FCALL integral_queue 0 e 2000 %s-contact  ",
                                  t->topic));
@@ -246,21 +253,24 @@ static long long zscore(it_t *t, const char *key, const char *member)
 
 /* The live queue's operations as the engine sends them: native ones from what it knows (queued,
  * moved to another queue, answered with its wait), and an abandon of a contact it does not
- * know waiting, which the Lua function finds through {q}:where. */
+ * know waiting, which the Lua function finds through its snapshot in {q}:info. */
 static void live_queue_operations_native_and_looked_up(void **state)
 {
     it_t *t = *state;
     int64_t epoch = claim(t, 7);
-    char a[96], b[96], qa[96], qb[96], key[160];
+    char a[96], b[96], qa[96], qb[96], key[160], info_a[160], info_b1[160], info_b2[160];
     snprintf(a, sizeof a, "%s-ka", t->topic);
     snprintf(b, sizeof b, "%s-kb", t->topic);
     snprintf(qa, sizeof qa, "%s-qa", t->topic);
     snprintf(qb, sizeof qb, "%s-qb", t->topic);
+    snprintf(info_a, sizeof info_a, "{\"queue\":\"%s\",\"a\":1}", qa);
+    snprintf(info_b1, sizeof info_b1, "{\"queue\":\"%s\",\"b\":1}", qa);
+    snprintf(info_b2, sizeof info_b2, "{\"queue\":\"%s\",\"b\":2}", qb);
     const op_t first[] = {
-        {STORE_OP_QUEUED, 1000, a, qa, "{\"a\":1}"},
-        {STORE_OP_QUEUED, 1500, b, qa, "{\"b\":1}"},
+        {STORE_OP_QUEUED, 1000, a, qa, info_a},
+        {STORE_OP_QUEUED, 1500, b, qa, info_b1},
         {STORE_OP_LEFT_QUEUE, 1600, b, qa, NULL}, /* b moves to qb */
-        {STORE_OP_QUEUED, 1600, b, qb, "{\"b\":2}"},
+        {STORE_OP_QUEUED, 1600, b, qb, info_b2},
         {STORE_OP_ANSWERED, 4000, a, qa, "1000"}, /* a waited 3 s */
     };
     send_ops(t, 0, epoch, 10, first, 5);
@@ -285,7 +295,7 @@ static void live_queue_operations_native_and_looked_up(void **state)
     snprintf(key, sizeof key, "{q}:abandoned:%s", qb);
     snprintf(member, sizeof member, "%s|4000", b);
     assert_int_equal(zscore(t, key, member), 5600);
-    redisReply *r = redisCommand(t->probe, "HMGET {q}:where %s %s", a, b);
+    redisReply *r = redisCommand(t->probe, "HMGET {q}:info %s %s", a, b);
     assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
     assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL);
     freeReplyObject(r);
@@ -327,7 +337,7 @@ static void claim_between_watch_and_exec_aborts_then_fences(void **state)
     assert_int_equal(store_writer_stats(t->writer)->aborted, aborted + 1);
     assert_string_equal(DOC(t, "d"), "");
     assert_string_equal(APPLIED(t, 2), "");
-    redisReply *r = redisCommand(t->probe, "HEXISTS {q}:where %s-contact", t->topic);
+    redisReply *r = redisCommand(t->probe, "HEXISTS {q}:info %s-contact", t->topic);
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
 }

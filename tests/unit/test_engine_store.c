@@ -206,6 +206,60 @@ static void copied_operations_keep_long_fields(void **state)
     store_write_free(dst);
 }
 
+/* The names of the commands in a RESP text, space-separated. */
+static void command_names(const char *resp, size_t len, char *out, size_t cap)
+{
+    const char *p = resp, *end = resp + len;
+    size_t at = 0;
+    out[0] = '\0';
+    while (p < end) {
+        assert_int_equal(*p, '*');
+        long argc = strtol(p + 1, (char **)&p, 10);
+        p += 2;
+        for (long i = 0; i < argc; i++) {
+            long l = strtol(p + 1, (char **)&p, 10);
+            p += 2;
+            if (i == 0)
+                at += (size_t)snprintf(out + at, cap - at, at ? " %.*s" : "%.*s", (int)l, p);
+            p += l + 2;
+        }
+    }
+}
+
+/* A write's operations say each queue's listing and each done list's trim once. */
+static void live_queue_listing_and_trims_once_per_job(void **state)
+{
+    (void)state;
+    store_write_t *ws[2] = {store_write_new("t", 0, 1, 5), store_write_new("t", 0, 1, 6)};
+    store_write_add_op(ws[0], STORE_OP_QUEUED, 1000, "c1", "q", "{}", 2);
+    store_write_add_op(ws[0], STORE_OP_QUEUED, 1001, "c2", "q", "{}", 2);
+    store_write_add_op(ws[0], STORE_OP_QUEUED, 1002, "c3", "r", "{}", 2);
+    store_write_add_op(ws[1], STORE_OP_ANSWERED, 5000, "c1", "q", "1000", 4);
+    store_write_add_op(ws[1], STORE_OP_ANSWERED, 7000, "c2", "q", "1001", 4);
+    store_write_add_op(ws[1], STORE_OP_ABANDONED, 6000, "c3", "r", "1002", 4);
+    store_write_add_op(ws[1], STORE_OP_QUEUED, 8000, "c4", "q", "{}", 2);
+    char *resp, names[1024];
+    size_t len, commands;
+    assert_int_equal(store_write_encode(ws, 2, &resp, &len, &commands), 0);
+    command_names(resp, len, names, sizeof names);
+    assert_string_equal(names, "MSET"
+                               " ZADD HSET SADD"                  /* c1 lists q */
+                               " ZADD HSET"                       /* c2: q listed already */
+                               " ZADD HSET SADD"                  /* c3 lists r */
+                               " ZREM HDEL ZADD"                  /* c1 answered */
+                               " ZREM HDEL ZADD"                  /* c2 answered */
+                               " ZREM HDEL ZADD"                  /* c3 abandoned */
+                               " ZADD HSET"                       /* c4 */
+                               " ZREMRANGEBYSCORE ZREMRANGEBYSCORE"); /* q answered, r */
+    assert_int_equal(commands, 22);
+    /* The trims go to the newest time asked for, an hour back. */
+    assert_non_null(strstr(resp, "{q}:answered:q\r\n$4\r\n-inf\r\n$8\r\n-3593000\r\n"));
+    assert_non_null(strstr(resp, "{q}:abandoned:r\r\n$4\r\n-inf\r\n$8\r\n-3594000\r\n"));
+    free(resp);
+    store_write_free(ws[0]);
+    store_write_free(ws[1]);
+}
+
 static void free_doc(void *doc)
 {
     (void)doc;
@@ -259,6 +313,7 @@ int main(void)
         T(many_merged_writes_dedupe_every_key),
         T(documents_serialized_in_place_and_recycled_writes),
         T(copied_operations_keep_long_fields),
+        T(live_queue_listing_and_trims_once_per_job),
         T(watch_list_follows_entries),
     };
 #undef T
