@@ -392,9 +392,21 @@ static void check_waiting(const doc_ops_t *ops, void *doc, void *data)
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
     int64_t now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    const rules_t *rules = cs->rules;
+    if (!(rules->timer_features & feature_window_mask())) {
+        /* Every waiting customer, every second: skip the pass over the windows unless a
+         * condition holds (the alert's text may still show them). */
+        feature_fill_without_windows(c, now, cs->values);
+        bool any = false;
+        for (int i = 0; i < rules->n && !any; i++)
+            any = (rules->rules[i].triggers & RULE_TRIGGER_TIMER) &&
+                  expr_eval(rules->rules[i].condition, cs->values, FEATURE_COUNT, NULL, 0, NULL);
+        if (!any)
+            return;
+    }
     feature_fill(c, NULL, NULL, now, cs->values);
-    for (int i = 0; i < cs->rules->n; i++)
-        if (cs->rules->rules[i].triggers & RULE_TRIGGER_TIMER)
+    for (int i = 0; i < rules->n; i++)
+        if (rules->rules[i].triggers & RULE_TRIGGER_TIMER)
             evaluate(cs, i, c, NULL, c->contact.id, "timer", now, false);
 }
 

@@ -219,6 +219,29 @@ static void fill_trigger(const event_t *ev, const apply_result_t *res, expr_valu
     }
 }
 
+uint64_t feature_window_mask(void)
+{
+    static const unsigned windows[] = {
+        FEATURE_CONTACTS_24H,        FEATURE_CONTACTS_7D,         FEATURE_CONTACTS_30D,
+        FEATURE_SUPPORT_CONTACTS_30D, FEATURE_ABANDONED_7D,       FEATURE_COMPLAINTS_90D,
+        FEATURE_FAILED_PAYMENTS_30D, FEATURE_CANCEL_SIGNALS_30D, FEATURE_REVENUE_12M,
+        FEATURE_MARGIN_12M,          FEATURE_ORDERS_12M,          FEATURE_REVENUE_90D,
+        FEATURE_REVENUE_PREV_90D,    FEATURE_OPEN_ORDERS,         FEATURE_DELAYED_ORDERS,
+        FEATURE_COST_TO_SERVE_12M,   FEATURE_SENTIMENT_30D_MEAN};
+    uint64_t mask = 0;
+    for (size_t i = 0; i < sizeof windows / sizeof *windows; i++)
+        mask |= UINT64_C(1) << windows[i];
+    return mask;
+}
+
+void feature_fill_without_windows(const customer_t *c, int64_t now_ms, expr_value_t *values)
+{
+    memset(values, 0, FEATURE_COUNT * sizeof *values); /* EXPR_MISSING is 0 */
+    fill_customer(c, now_ms, values);
+    fill_contact(c, now_ms, values);
+    fill_trigger(NULL, NULL, values);
+}
+
 void feature_fill(const customer_t *c, const event_t *trigger, const apply_result_t *res,
                   int64_t now_ms, expr_value_t *values)
 {

@@ -138,4 +138,12 @@ expr_type_t feature_type(unsigned index);
 void feature_fill(const customer_t *c, const event_t *trigger, const apply_result_t *res,
                   int64_t now_ms, expr_value_t *values);
 
+/* The features feature_fill gets from the customer's windows and money (a pass over its
+ * rings): a bit per feature index. */
+uint64_t feature_window_mask(void);
+
+/* feature_fill without those: they stay missing. For a check whose conditions read none of
+ * them (the timer's, every second for every waiting customer). */
+void feature_fill_without_windows(const customer_t *c, int64_t now_ms, expr_value_t *values);
+
 #endif

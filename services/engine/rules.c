@@ -130,6 +130,23 @@ static bool valid_id(const char *s)
     return true;
 }
 
+/* A resolver that asks another one and remembers which features it resolved. */
+typedef struct {
+    expr_resolver_t base;
+    const expr_resolver_t *inner;
+    uint64_t used; /* bit per feature index (indexes of 64 and above are not recorded) */
+} recording_resolver_t;
+
+static int record_feature(const expr_resolver_t *self, const char *name, size_t len,
+                          expr_feature_t *out)
+{
+    recording_resolver_t *rec = (recording_resolver_t *)(void *)self; /* base is first */
+    int rc = rec->inner->resolve(rec->inner, name, len, out);
+    if (rc == 0)
+        rec->used |= out->index < 64 ? UINT64_C(1) << out->index : UINT64_MAX;
+    return rc;
+}
+
 static int parse_triggers(loader_t *l, rule_t *r, const cJSON *on)
 {
     if (!cJSON_IsArray(on) || cJSON_GetArraySize(on) == 0) {
@@ -201,11 +218,13 @@ static int parse_rule(loader_t *l, rules_t *set, const cJSON *o, size_t *search_
         return -1;
     }
     expr_error_t e;
-    if (expr_compile(cond->valuestring, strlen(cond->valuestring), resolver, &r->condition,
+    recording_resolver_t rec = {{record_feature}, resolver, 0};
+    if (expr_compile(cond->valuestring, strlen(cond->valuestring), &rec.base, &r->condition,
                      &e) < 0) {
         fail_at(l, rule_at, r->id, "condition", cond->valuestring, &e);
         return -1;
     }
+    r->condition_features = rec.used;
     const cJSON *sev = field(o, "severity");
     int s = 0;
     while (s < 3 && !(cJSON_IsString(sev) && strcmp(sev->valuestring, severity_names[s]) == 0))
@@ -244,6 +263,8 @@ static int parse_rule(loader_t *l, rules_t *set, const cJSON *o, size_t *search_
         }
     }
     set->all_triggers |= r->triggers;
+    if (r->triggers & RULE_TRIGGER_TIMER)
+        set->timer_features |= r->condition_features;
     return 0;
 }
 

@@ -35,6 +35,8 @@ typedef struct {
     char id[RULE_ID_MAX + 1];
     uint32_t triggers; /* bit per event_type_t, plus RULE_TRIGGER_TIMER */
     expr_program_t *condition;
+    uint64_t condition_features; /* bit per feature index the condition reads (all bits:
+                                    some index of 64 or above) */
     rule_severity_t severity;
     template_t *title, *message;
     char action[RULE_ACTION_MAX + 1];
@@ -45,6 +47,7 @@ typedef struct {
     int n;
     rule_t rules[RULES_MAX];
     uint32_t all_triggers; /* union of the rules' triggers */
+    uint64_t timer_features; /* union of the features the timer rules' conditions read */
 } rules_t;
 
 /* Loads a rules file. Returns a new set (free with rules_free), or NULL with one line in err

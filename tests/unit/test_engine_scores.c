@@ -4,6 +4,7 @@
 #include "event.h"
 #include "expr.h"
 #include "feature.h"
+#include "rules.h"
 #include "scores.h"
 #include "state.h"
 
@@ -248,6 +249,45 @@ static void repeat_contact_rule_fires_on_first_event_of_fourth_support_contact(v
     }
     assert_int_equal(fired, 2);
     expr_free(p);
+}
+
+/* The timer's shortcut: rules record the features their conditions read, and a fill without
+ * the windows gives every other feature as feature_fill does. */
+static void timer_fill_without_windows_matches_the_full_fill(void **state)
+{
+    apply("order.placed", T0,
+          "{\"order_id\":\"o-1\",\"amount\":100,\"margin\":30,\"currency\":\"EUR\"}");
+    apply("contact.queued", T0 + 1000,
+          "{\"contact_id\":\"k-1\",\"channel\":\"phone\",\"queue\":\"q\",\"reason\":\"billing\"}");
+    fill();
+    expr_value_t quick[FEATURE_COUNT];
+    feature_fill(&cust, NULL, NULL, T0 + 61000, values);
+    feature_fill_without_windows(&cust, T0 + 61000, quick);
+    uint64_t windows = feature_window_mask();
+    assert_true(windows & (UINT64_C(1) << FEATURE_SUPPORT_CONTACTS_30D));
+    assert_false(windows & (UINT64_C(1) << FEATURE_WAIT_S));
+    for (unsigned f = 0; f < FEATURE_COUNT; f++) {
+        if (windows & (UINT64_C(1) << f)) {
+            assert_int_equal(quick[f].type, EXPR_MISSING);
+            continue;
+        }
+        assert_int_equal(quick[f].type, values[f].type);
+        if (values[f].type == EXPR_NUMBER)
+            assert_true(quick[f].as.number == values[f].as.number);
+    }
+    assert_true(quick[FEATURE_WAIT_S].as.number == 60.0);
+    const char *text = "{\"rules\":[{\"id\":\"w\",\"on\":[\"timer\"],\"condition\":\"queued && "
+                       "wait_s >= 60\",\"severity\":\"info\",\"title\":\"t\",\"message\":\"m "
+                       "{support_contacts_30d}\",\"action\":\"a\",\"cooldown_s\":0},{\"id\":\"x\","
+                       "\"on\":[\"contact.queued\"],\"condition\":\"complaints_90d > 1\","
+                       "\"severity\":\"info\",\"title\":\"t\",\"message\":\"m\",\"action\":\"a\","
+                       "\"cooldown_s\":0}]}";
+    rules_t *rules = rules_parse(text, strlen(text), "test", &feature_resolver, err, sizeof err);
+    assert_non_null(rules);
+    assert_true(rules->timer_features ==
+                ((UINT64_C(1) << FEATURE_QUEUED) | (UINT64_C(1) << FEATURE_WAIT_S)));
+    assert_true(rules->rules[1].condition_features == UINT64_C(1) << FEATURE_COMPLAINTS_90D);
+    rules_free(rules);
 }
 
 /* ---- Scores */
@@ -528,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup(features_of_the_current_contact, setup),
         cmocka_unit_test_setup(features_of_the_triggering_event, setup),
         cmocka_unit_test_setup(features_of_the_profile_and_surveys, setup),
+        cmocka_unit_test_setup(timer_fill_without_windows_matches_the_full_fill, setup),
         cmocka_unit_test_setup(repeat_contact_rule_fires_on_first_event_of_fourth_support_contact,
                                setup),
         cmocka_unit_test_setup(churn_logistic_matches_hand_computation, setup),
