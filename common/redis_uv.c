@@ -22,12 +22,14 @@
 #include "log.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -48,7 +50,96 @@ typedef struct {
     int started; /* what the handle was last started with (0: stopped) */
     redis_uv_closed_cb closed_cb;
     void *arg;
+    /* Output taken from hiredis (see write_output): whole buffers, the first one sent up to
+     * out_sent. */
+    sds *out;
+    size_t n_out, cap_out, out_sent;
 } redis_uv_events_t;
+
+static void ev_add_read(void *privdata);
+static void ev_add_write(void *privdata);
+static void ev_del_write(void *privdata);
+
+/* Moves hiredis's output buffer to the end of the queue (no copy: the sds changes hands).
+ * Returns 0, or -1 out of memory (the buffer stays with hiredis). */
+static int take_output(redis_uv_events_t *p)
+{
+    redisContext *c = &p->ac->c;
+    if (sdslen(c->obuf) == 0)
+        return 0;
+    if (p->n_out == p->cap_out) {
+        size_t cap = p->cap_out ? 2 * p->cap_out : 8;
+        sds *out = realloc(p->out, cap * sizeof *out);
+        if (!out)
+            return -1;
+        p->out = out;
+        p->cap_out = cap;
+    }
+    sds empty = sdsempty();
+    if (!empty)
+        return -1;
+    p->out[p->n_out++] = c->obuf;
+    c->obuf = empty;
+    return 0;
+}
+
+/* Sends what the queue holds until the socket is full. Returns 0, or -1 on an I/O error
+ * (errno set). */
+static int send_output(redis_uv_events_t *p)
+{
+    while (p->n_out > 0) {
+        struct iovec iov[64];
+        int n = 0;
+        size_t total = 0;
+        for (size_t i = 0; i < p->n_out && n < 64; i++, n++) {
+            size_t skip = i == 0 ? p->out_sent : 0;
+            iov[n].iov_base = p->out[i] + skip;
+            iov[n].iov_len = sdslen(p->out[i]) - skip;
+            total += iov[n].iov_len;
+        }
+        ssize_t sent = writev(p->ac->c.fd, iov, n);
+        if (sent < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+        size_t left = (size_t)sent, done = 0;
+        while (done < p->n_out && left >= sdslen(p->out[done]) - p->out_sent) {
+            left -= sdslen(p->out[done]) - p->out_sent;
+            sdsfree(p->out[done++]);
+            p->out_sent = 0;
+        }
+        p->out_sent += left;
+        memmove(p->out, p->out + done, (p->n_out - done) * sizeof *p->out);
+        p->n_out -= done;
+        if ((size_t)sent < total)
+            break; /* a short write: the socket is full */
+    }
+    return 0;
+}
+
+/* The write side, instead of hiredis 0.14.1's redisBufferWrite: that one write()s its output
+ * buffer and, when the socket took only part of it, memmoves the rest to the front
+ * (sdsrange). With transactions of a few MB and a socket that takes a few hundred KB per
+ * write, that was 10 % of the engine's CPU in memmove. Here the buffer changes hands once
+ * per writable event and is sent from an offset. Connecting and errors stay hiredis's. */
+static void write_output(redis_uv_events_t *p)
+{
+    redisContext *c = &p->ac->c;
+    if (!(c->flags & REDIS_CONNECTED) || c->err || take_output(p) < 0) {
+        redisAsyncHandleWrite(p->ac);
+        return;
+    }
+    if (send_output(p) < 0) {
+        /* Let hiredis see the error: it fails every pending callback and disconnects. */
+        c->err = REDIS_ERR_IO;
+        snprintf(c->errstr, sizeof c->errstr, "%s", strerror(errno));
+        redisAsyncHandleWrite(p->ac);
+        return;
+    }
+    if (p->n_out > 0)
+        ev_add_write(p);
+    else
+        ev_del_write(p);
+    ev_add_read(p);
+}
 
 static void on_poll(uv_poll_t *handle, int status, int events)
 {
@@ -64,7 +155,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     if (p->ac && (ev & UV_READABLE))
         redisAsyncHandleRead(p->ac);
     if (p->ac && (ev & UV_WRITABLE)) /* the read may have freed the context */
-        redisAsyncHandleWrite(p->ac);
+        write_output(p);
 }
 
 /* uv_poll_start fails only on a closing handle or bad arguments, neither of which hiredis can
@@ -107,6 +198,8 @@ static void ev_add_write(void *privdata)
 static void ev_del_write(void *privdata)
 {
     redis_uv_events_t *p = privdata;
+    if (p->n_out > 0)
+        return; /* hiredis's buffer is empty, but ours is not */
     p->events &= ~UV_WRITABLE;
     update_poll(p);
 }
@@ -116,6 +209,9 @@ static void on_poll_closed(uv_handle_t *handle)
     redis_uv_events_t *p = handle->data;
     redis_uv_closed_cb closed_cb = p->closed_cb;
     void *arg = p->arg;
+    for (size_t i = 0; i < p->n_out; i++)
+        sdsfree(p->out[i]);
+    free(p->out);
     free(p);
     if (closed_cb)
         closed_cb(arg);

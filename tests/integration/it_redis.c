@@ -264,6 +264,69 @@ static void commands_and_pipelining(void **state)
     it_finish(&t);
 }
 
+/* Values of several MB: the socket takes each command in many writes, the rest waiting in
+ * the adapter's own queue (redis_uv.c, write_output); commands queued meanwhile follow in
+ * order. */
+enum { BIG = 6 * 1024 * 1024 };
+
+static char *big_value(int seed)
+{
+    char *v = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        v[i] = (char)((i * 7 + (size_t)seed) % 251);
+    return v;
+}
+
+typedef struct {
+    it_t *t;
+    const char *want;
+    int matched;
+} big_check_t;
+
+static void on_big_get(redis_client_t *c, redisReply *r, void *data)
+{
+    (void)c;
+    big_check_t *b = data;
+    b->t->replies++;
+    b->matched = r && r->type == REDIS_REPLY_STRING && r->len == BIG &&
+                 memcmp(r->str, b->want, BIG) == 0;
+}
+
+static void large_commands_are_sent_whole_and_in_order(void **state)
+{
+    it_t t;
+    it_start(&t, NULL);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    roundtrip(&t, "DEL it_redis:big1 it_redis:big2 it_redis:order");
+    char *v1 = big_value(1), *v2 = big_value(2);
+    long before = t.replies;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(redis_client_command(t.c, on_reply, &t, "SET it_redis:big%d %b", i + 1,
+                                              i ? v2 : v1, (size_t)BIG),
+                         0);
+        assert_int_equal(redis_client_command(t.c, on_reply, &t, "RPUSH it_redis:order %d", i + 1),
+                         0);
+    }
+    IT_WAIT_FOR(&t, t.replies == before + 4, 10000);
+    assert_int_equal(t.last_int, 2);
+    /* Queued while the first ones are still going out, too. */
+    big_check_t b1 = {&t, v1, 0}, b2 = {&t, v2, 0};
+    before = t.replies;
+    assert_int_equal(redis_client_command(t.c, on_big_get, &b1, "GET it_redis:big1"), 0);
+    assert_int_equal(redis_client_command(t.c, on_reply, &t, "SET it_redis:big1 %b", v2,
+                                          (size_t)BIG),
+                     0);
+    assert_int_equal(redis_client_command(t.c, on_big_get, &b2, "GET it_redis:big1"), 0);
+    IT_WAIT_FOR(&t, t.replies == before + 3, 10000);
+    assert_int_equal(b1.matched, 1);
+    assert_int_equal(b2.matched, 1);
+    assert_int_equal(t.errors, 0);
+    roundtrip(&t, "DEL it_redis:big1 it_redis:big2 it_redis:order");
+    free(v1);
+    free(v2);
+    it_finish(&t);
+}
+
 static void close_while_ready_answers_pending_commands(void **state)
 {
     it_t t;
@@ -448,6 +511,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(commands_and_pipelining, teardown_test),
+        cmocka_unit_test_teardown(large_commands_are_sent_whole_and_in_order, teardown_test),
         cmocka_unit_test_teardown(close_while_ready_answers_pending_commands, teardown_test),
         cmocka_unit_test_teardown(function_libraries_are_loaded, teardown_test),
         cmocka_unit_test_teardown(restarted_redis_gets_functions_back, teardown_test),
