@@ -2,6 +2,8 @@
 #ifndef INTEGRAL_ENGINE_ENGINE_H
 #define INTEGRAL_ENGINE_ENGINE_H
 
+#include <stdbool.h>
+
 #include "config_keys.h"
 #include "kafka_uv.h"
 #include "redis_uv.h"
@@ -35,6 +37,7 @@ typedef struct {
     kafka_config_t kafka;
     redis_config_t redis_cfg;
     redis_client_t *redis;
+    bool redis_was_ready; /* the client was ready before: a READY now is a reconnect */
     kafka_producer_t *producer;
     kafka_consumer_t *consumer;
     pipeline_t *pipeline;

@@ -89,10 +89,21 @@ static int check_config(char *err, size_t errlen)
     return rules ? 0 : -1;
 }
 
+/* A reconnect may be to a Redis that restarted and lost its last writes (AOF everysec) while
+ * this engine was idle, with no write in flight to fail: every owned partition re-reads its
+ * documents and resumes from the applied offset Redis holds now, so state converges again
+ * (a transient disconnect costs a reload and a replay, nothing else). */
 static void on_redis_state(redis_client_t *c, redis_state_t state, const char *reason,
                            void *data)
 {
+    (void)c;
+    engine_t *e = data;
     log_info("redis: %s (%s)", redis_state_name(state), reason ? reason : "");
+    if (state != REDIS_STATE_READY)
+        return;
+    if (e->redis_was_ready && e->pipeline)
+        pipeline_resync_all(e->pipeline, "Redis reconnected (it may have lost writes)");
+    e->redis_was_ready = true;
 }
 
 static int start_redis(engine_t *e)

@@ -633,6 +633,20 @@ static void partition_resync(pipeline_t *p, partition_t *part, const char *why)
     part->claim_in_flight = false;
 }
 
+void pipeline_resync_all(pipeline_t *p, const char *why)
+{
+    int n = 0;
+    for (int32_t id = 0; id < PARTITIONS_MAX; id++) {
+        partition_t *part = p->partitions[id];
+        if (!part || part->state == PARTITION_UNASSIGNED)
+            continue;
+        partition_resync(p, part, NULL);
+        n++;
+    }
+    if (n)
+        log_warn("engine: %s; re-reading %d partition(s) from Redis's applied offsets", why, n);
+}
+
 typedef struct {
     pipeline_t *pipeline;
     int32_t partition;

@@ -137,6 +137,11 @@ void pipeline_each_document(pipeline_t *p, pipeline_each_cb cb, void *data);
  * what they are, not what the cache holds. */
 void pipeline_each_timed_document(pipeline_t *p, pipeline_each_cb cb, void *data);
 
+/* Re-syncs every partition held (as after a failed write): its queued events, batches and
+ * documents are forgotten, it is claimed again and resumes from the applied offset Redis
+ * holds. For a Redis that came back and may have lost writes; why is logged. */
+void pipeline_resync_all(pipeline_t *p, const char *why);
+
 /* True once the group assigned this engine its partitions, every one is claimed, and Redis is
  * ready; why says what is not. */
 bool pipeline_ready(const pipeline_t *p, const char **why);
