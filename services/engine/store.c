@@ -37,8 +37,8 @@ static const char function_library[] =
     "end\n"
     "\n"
     "-- An abandon (x) or end (e) at time t of a contact that was not the customer's current\n"
-    "-- one: the engine does not know where it waits, its snapshot in {q}:info does. The other operations\n"
-    "-- are native commands (store.c).\n"
+    "-- one: the engine does not know where it waits, its snapshot in {q}:info does. The\n"
+    "-- other operations are native commands (store.c).\n"
     "local function queue_op(op, t, id)\n"
     "  local from, since = unqueue(id)\n"
     "  if op == 'x' and from and since then\n"
@@ -934,8 +934,8 @@ static int cmd_addv(store_job_t *j, const char *name, size_t argc, const char *c
  * engine knows where the contact waited and since when, so nothing needs reading in Redis;
  * only an abandon or end of a contact that was not the customer's current one ('x', 'e')
  * goes through the Lua function, which looks it up (the contact's snapshot in {q}:info
- * names its queue). Consecutive Lua operations
- * share one FCALL, and everything stays in order.
+ * names its queue). Consecutive Lua operations share one FCALL, and everything stays in
+ * order.
  * ---------------------------------------------------------------------------------------- */
 
 #define QUEUE_NAME_MAX 80 /* a queue name: 64 bytes at most in events */
