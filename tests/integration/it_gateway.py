@@ -173,6 +173,23 @@ async def routing_and_feedback(gw, gw2):
     check(gw.metric('integral_gateway_auth_failures_total{reason="bad_alg"}') == 2,
           "/metrics counts refused tokens by reason")
 
+    # The timeline (the engine's list): newest first, in the screen pop and from the API.
+    pop_types = [e["type"] for e in pop["customer"]["timeline"]]
+    check(len(pop_types) >= 7 and pop_types[-2:] == ["contact.ended", "contact.queued"],
+          "the screen pop's timeline: %s" % pop_types)
+    kcat_produce(t.topic, [event("web.visited", cust, {"page": "/p%d" % i, "intent": "support"})
+                           for i in range(2)])
+
+    def api_timeline():
+        st, body = gw.http("/api/customers/" + cust, {"Authorization": "Bearer " + gw.token(a1)})
+        return json.loads(body).get("timeline", []) if st == 200 else []
+
+    t.wait(lambda: len(api_timeline()) == 10, 20, "10 timeline entries from the API")
+    types = [e["type"] for e in api_timeline()]
+    check(types == ["web.visited"] * 2 + ["contact.started", "contact.queued"] +
+          ["contact.ended", "contact.queued"] * 3,
+          "the API's timeline, newest first: %s" % types)
+
     # The API: an agent reads only its own customer.
     st, body = gw.http("/api/customers/" + cust, {"Authorization": "Bearer " + gw.token(a1)})
     check(st == 200 and json.loads(body)["id"] == cust and "w" not in json.loads(body), "the agent reads its customer")
