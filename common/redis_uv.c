@@ -123,7 +123,9 @@ static int send_output(redis_uv_events_t *p)
 static void write_output(redis_uv_events_t *p)
 {
     redisContext *c = &p->ac->c;
-    if (!(c->flags & REDIS_CONNECTED) || c->err || take_output(p) < 0) {
+    /* Out of memory taking the buffer: hiredis may send it itself only when nothing of ours
+     * waits to go before it; else ours goes now and its buffer next time. */
+    if (!(c->flags & REDIS_CONNECTED) || c->err || (take_output(p) < 0 && p->n_out == 0)) {
         redisAsyncHandleWrite(p->ac);
         return;
     }
@@ -134,7 +136,7 @@ static void write_output(redis_uv_events_t *p)
         redisAsyncHandleWrite(p->ac);
         return;
     }
-    if (p->n_out > 0)
+    if (p->n_out > 0 || sdslen(c->obuf) > 0)
         ev_add_write(p);
     else
         ev_del_write(p);
