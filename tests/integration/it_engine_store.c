@@ -299,6 +299,15 @@ static void live_queue_operations_native_and_looked_up(void **state)
     assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
     assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL);
     freeReplyObject(r);
+    /* A snapshot that is not JSON (written by hand): the lookup drops it, the write goes on. */
+    freeReplyObject(redisCommand(t->probe, "HSET {q}:info %s not-json", a));
+    const op_t third[] = {{STORE_OP_ENDED_ANYWHERE, 5700, a, NULL, NULL}};
+    send_ops(t, 2, epoch, 12, third, 1);
+    IT_WAIT_FOR(t, t->done == 3, 5000);
+    assert_int_equal(t->results[2], STORE_OK);
+    r = redisCommand(t->probe, "HEXISTS {q}:info %s", a);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
     freeReplyObject(redisCommand(t->probe, "DEL {q}:answered:%s {q}:abandoned:%s", qa, qb));
 }
 
