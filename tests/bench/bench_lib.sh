@@ -119,14 +119,16 @@ start_engine() {
     ENGINE_PID=$!
 }
 
-# proc_cpu NAME PID FIELDS...: NAME_FIELD=ticks lines from /proc/PID/stat (FIELDS of utime
-# stime cutime cstime), or NAME_gone=1.
+# proc_cpu NAME PID FIELDS...: NAME_FIELD=value lines from /proc/PID/stat (FIELDS of utime
+# stime cutime cstime in ticks, minflt majflt in page faults), or NAME_gone=1.
 proc_cpu() {
     local name=$1 pid=$2
     shift 2
-    # Fields after the ")" of comm: 3=state ... 14=utime 15=stime 16=cutime 17=cstime.
+    # Fields after the ")" of comm: 3=state ... 10=minflt 12=majflt 14=utime 15=stime
+    # 16=cutime 17=cstime.
     awk -v n="$name" -v want="$*" '
-        BEGIN { col["utime"] = 12; col["stime"] = 13; col["cutime"] = 14; col["cstime"] = 15
+        BEGIN { col["minflt"] = 8; col["majflt"] = 10
+                col["utime"] = 12; col["stime"] = 13; col["cutime"] = 14; col["cstime"] = 15
                 k = split(want, fields, " ") }
         { sub(/^.*\) /, ""); for (i = 1; i <= k; i++) print n "_" fields[i] "=" $col[fields[i]] }' \
         "/proc/$pid/stat" 2>/dev/null || echo "${name}_gone=1"

@@ -114,7 +114,7 @@ cpu_snapshot() {
             case $name in
             engine) pid=$ENGINE_PID ;; redis) pid=$REDIS_PID ;; broker) pid=$BROKER_PID ;;
             esac
-            proc_cpu "$name" "$pid" utime stime cutime cstime
+            proc_cpu "$name" "$pid" utime stime cutime cstime minflt
         done
         redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' | grep '^used_cpu' | sed 's/:/=/; s/^/redis_info_/'
         redis-cli -p "$REDIS_PORT" info persistence | tr -d '\r' |
