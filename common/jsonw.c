@@ -116,6 +116,21 @@ static void put_escaped(jsonw_t *w, const char *s, size_t n)
     put_char(w, '"');
     size_t i = 0;
     while (i < n) {
+        /* A run of printable ASCII other than '"' and '\\' goes as it is, in one copy: most
+         * strings are nothing else (one put per byte was 12 % of the engine's instructions). */
+        size_t run = i;
+        for (uint64_t x; run + 8 <= n; run += 8) {
+            memcpy(&x, p + run, 8);
+            if (jsonw_word_needs_escape(x) || (x & UINT64_C(0x8080808080808080)))
+                break;
+        }
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        if (run > i) {
+            put(w, s + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned char c = p[i];
         if (c == '"' || c == '\\') {
             put_char(w, '\\');
@@ -167,10 +182,15 @@ void jsonw_string(jsonw_t *w, const char *s)
 
 void jsonw_int(jsonw_t *w, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%lld", (long long)v);
+    char num[24], *end = num + sizeof num, *at = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--at = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--at = '-';
     before_value(w);
-    put(w, num, (size_t)n);
+    put(w, at, (size_t)(end - at));
 }
 
 void jsonw_number(jsonw_t *w, double v)

@@ -58,4 +58,18 @@ void jsonw_raw(jsonw_t *w, const char *json, size_t n);
  * bytes or the nesting is unbalanced. */
 long jsonw_finish(jsonw_t *w);
 
+
+/* Whether any of the 8 bytes in x (8 bytes of a string, in memory order) is below 0x20, '"'
+ * or '\\', i.e. needs escaping in JSON: (v - 0x01..) & ~v & 0x80.. is non-zero exactly when a
+ * byte of v is zero ("Bit Twiddling Hacks"), and (x - 0x20..) & ~x & 0x80.. when a byte of x
+ * is below 0x20. Bytes >= 0x80 never match. Shared with the engine's document writer. */
+static inline bool jsonw_word_needs_escape(uint64_t x)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t hits =
+        ((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    return (hits & highs) != 0;
+}
+
 #endif

@@ -4,7 +4,7 @@
 #include "timefmt.h"
 
 #include <stdbool.h>
-#include <stdio.h>
+#include <string.h>
 
 
 #define DAY_MS INT64_C(86400000)
@@ -147,6 +147,13 @@ int timefmt_parse_date_or_time(const char *text, int64_t *ms)
     return timefmt_parse(text, ms);
 }
 
+/* Two decimal digits of v (0-99) at p. */
+static void put2(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
 int timefmt_format(int64_t ms, char *out, size_t cap)
 {
     if (cap < TIMEFMT_TEXT_SIZE)
@@ -161,7 +168,18 @@ int timefmt_format(int64_t ms, char *out, size_t cap)
     out[0] = '\0';
     if (year < 0 || year > 9999)
         return -1;
-    int s = (int)(ms_of_day / 1000);
-    return snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)year, month, day,
-                    s / 3600, s / 60 % 60, s % 60, (int)(ms_of_day % 1000));
+    /* Digits written directly: through snprintf this was 3,400 instructions a call, 8 % of
+     * the engine's (callgrind, tests/bench/README.md). */
+    int s = (int)(ms_of_day / 1000), milli = (int)(ms_of_day % 1000);
+    memcpy(out, "0000-00-00T00:00:00.000Z", TIMEFMT_TEXT_SIZE);
+    put2(out, (int)year / 100);
+    put2(out + 2, (int)year % 100);
+    put2(out + 5, month);
+    put2(out + 8, day);
+    put2(out + 11, s / 3600);
+    put2(out + 14, s / 60 % 60);
+    put2(out + 17, s % 60);
+    out[20] = (char)('0' + milli / 100);
+    put2(out + 21, milli % 100);
+    return TIMEFMT_TEXT_SIZE - 1;
 }

@@ -20,7 +20,6 @@
 #define DOC_BYTES_DEFAULT (64 * 1024) /* largest document when max_doc_bytes is 0 */
 #define DOC_BYTES_FIRST (16 * 1024)   /* room a document is first serialized into */
 #define PUMP_BATCH 2000 /* events applied per loop iteration at most */
-#define ITEMS_SPARE 8192 /* free list of queue items (2.3 KB each) */
 /* Group commit. A partition has at most one write in flight; the batches that become ready
  * meanwhile go out together in the next one, up to WRITE_MAX_BYTES (a larger single batch
  * still goes alone). The engine keeps at most WRITES_IN_FLIGHT_MAX_BYTES in flight to Redis
@@ -194,7 +193,11 @@ static item_t *item_alloc(pipeline_t *p)
 
 static void item_release(pipeline_t *p, item_t *it)
 {
-    if (p->n_free_items >= ITEMS_SPARE) {
+    /* Freed items are kept up to the queue's bound (engine.max_queued_events, past which the
+     * consumer is held): a burst fills the queue again and again, and an item freed and
+     * malloc'ed each time (2.3 KB, its event inline) was the engine's largest malloc cost,
+     * and fresh pages, at ~12 us each on the VM of tests/bench/README.md. */
+    if (p->n_free_items >= p->opts.max_queued_events) {
         free(it);
         return;
     }

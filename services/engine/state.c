@@ -9,6 +9,8 @@
 #include "state.h"
 
 #include "expr.h" /* expr__utf8_char_len */
+#include "jsonw.h" /* jsonw_word_needs_escape */
+#include "timefmt.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -1034,8 +1036,6 @@ int64_t customer_rule_last_fired(const customer_t *c, const char *rule_id)
 typedef struct {
     char *p, *end; /* end leaves room for the NUL */
     bool full;
-    int32_t day; /* the day whose "YYYY-MM-DD" is in date: most times share a few days */
-    char date[10];
 } jw_t;
 
 static void jw_raw(jw_t *w, const char *s, size_t n)
@@ -1070,18 +1070,6 @@ static bool needs_escape(unsigned char ch)
     return ch < 0x20 || ch == '"' || ch == '\\';
 }
 
-/* Whether any of the 8 bytes in x is below 0x20, '"' or '\\', 8 bytes at a time: (v - 0x01..)
- * & ~v & 0x80.. is non-zero exactly when a byte of v is zero ("Bit Twiddling Hacks"), and
- * (x - 0x20..) & ~x & 0x80.. when a byte of x is below 0x20. Bytes >= 0x80 never match. */
-static bool word_needs_escape(uint64_t x)
-{
-    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
-    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
-    uint64_t hits =
-        ((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
-    return (hits & highs) != 0;
-}
-
 /* The bytes of s from `from` on, escaped; the slow path, for the rare string that needs it. */
 static void jw_escaped(jw_t *w, const char *s, size_t from, size_t n)
 {
@@ -1112,7 +1100,7 @@ static void jw_str(jw_t *w, const char *s)
     for (; i + 8 <= n; i += 8) {
         uint64_t x;
         memcpy(&x, s + i, 8);
-        if (word_needs_escape(x)) break;
+        if (jsonw_word_needs_escape(x)) break;
     }
     while (i < n && !needs_escape((unsigned char)s[i]))
         i++;
@@ -1182,59 +1170,16 @@ static void jw_fixed(jw_t *w, double x, int decimals)
     }
 }
 
-/* Days to a civil date: the algorithm of event.c's civil_from_days (H. Hinnant), repeated
- * here in 32 bits because timefmt_format goes through snprintf and the document has up
- * to a hundred times to write. Days of years 0000-9999 fit easily. Pinned by a test. */
-static void civil_from_days(int32_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int32_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int32_t doe = z - era * 146097;
-    int32_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int32_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int32_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
-static void put2(char *p, int v)
-{
-    p[0] = (char)('0' + v / 10);
-    p[1] = (char)('0' + v % 10);
-}
-
 /* A time as "2026-11-30T17:02:20.123Z" with the quotes, or null. Times are kept within
  * years 0000-9999 (event_parse and the reader check), so the format always fits. */
 static void jw_time(jw_t *w, int64_t ms)
 {
-    if (ms == STATE_TIME_NONE) {
+    char t[TIMEFMT_TEXT_SIZE + 1];
+    if (ms == STATE_TIME_NONE || timefmt_format(ms, t + 1, TIMEFMT_TEXT_SIZE) < 0) {
         JW_LIT(w, "null");
         return;
     }
-    int64_t days = ms / STATE_DAY_MS, in_day = ms % STATE_DAY_MS;
-    if (in_day < 0) {
-        in_day += STATE_DAY_MS;
-        days--;
-    }
-    if ((int32_t)days != w->day) {
-        int year, month, day;
-        civil_from_days((int32_t)days, &year, &month, &day);
-        put2(w->date, year / 100);
-        put2(w->date + 2, year % 100);
-        w->date[4] = w->date[7] = '-';
-        put2(w->date + 5, month);
-        put2(w->date + 8, day);
-        w->day = (int32_t)days;
-    }
-    int s = (int)(in_day / 1000), milli = (int)(in_day % 1000);
-    char t[26] = "\"0000-00-00T00:00:00.000Z\"";
-    memcpy(t + 1, w->date, 10);
-    put2(t + 12, s / 3600);
-    put2(t + 15, s / 60 % 60);
-    put2(t + 18, s % 60);
-    t[21] = (char)('0' + milli / 100);
-    put2(t + 22, milli % 100);
+    t[0] = t[TIMEFMT_TEXT_SIZE] = '"';
     jw_raw(w, t, sizeof t);
 }
 
@@ -1628,7 +1573,7 @@ int customer_to_json(const customer_t *c, const state_config_t *cfg, char *buf, 
 {
     (void)cfg;
     if (cap == 0) return STATE_ENOSPC;
-    jw_t w = {.p = buf, .end = buf + cap - 1, .day = INT32_MIN};
+    jw_t w = {.p = buf, .end = buf + cap - 1};
     state_counts_t n;
     customer_counts(c, c->clock_ms, &n);
 

@@ -65,26 +65,55 @@ const char *store_function_library(void)
     return function_library;
 }
 
+/* The keys and numbers of every write are put together here without snprintf: through it
+ * they cost ~700-900 instructions each, several per event (callgrind, tests/bench). */
+
+/* out = a b c and a NUL; returns the length, or -1 when it does not fit in cap. */
+static int concat3(char *out, size_t cap, const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    if (la + lb + lc >= cap)
+        return -1;
+    memcpy(out, a, la);
+    memcpy(out + la, b, lb);
+    memcpy(out + la + lb, c, lc + 1);
+    return (int)(la + lb + lc);
+}
+
+/* v in decimal and a NUL at out (at least 21 bytes); returns the length. */
+static size_t format_i64(char *out, int64_t v)
+{
+    char tmp[24], *end = tmp + sizeof tmp, *at = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--at = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--at = '-';
+    size_t n = (size_t)(end - at);
+    memcpy(out, at, n);
+    out[n] = '\0';
+    return n;
+}
+
 static int format_key(char *out, size_t cap, const char *tag, const char *id)
 {
-    int n = snprintf(out, cap, "{%s:%s}:state", tag, id);
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    return concat3(out, cap, tag, id, "}:state");
 }
 
 int store_customer_key(char *out, size_t cap, const char *customer_id)
 {
-    return format_key(out, cap, "c", customer_id);
+    return format_key(out, cap, "{c:", customer_id);
 }
 
 int store_agent_key(char *out, size_t cap, const char *agent_id)
 {
-    return format_key(out, cap, "a", agent_id);
+    return format_key(out, cap, "{a:", agent_id);
 }
 
 int store_timeline_key(char *out, size_t cap, const char *customer_id)
 {
-    int n = snprintf(out, cap, "{c:%s}:timeline", customer_id);
-    return n < 0 || (size_t)n >= cap ? -1 : n;
+    return concat3(out, cap, "{c:", customer_id, "}:timeline");
 }
 
 /* Topic names are at most 249 bytes: the keys fit in PARTITION_KEY_MAX. */
@@ -241,16 +270,43 @@ size_t store_write_capacity(const store_write_t *w)
     return w->bytes_cap + w->cap * sizeof *w->entries + w->cap_ops * sizeof *w->ops;
 }
 
+/* The capacity a buffer of cap elements grows to so as to hold need (> cap): doubling. */
+static size_t grown_capacity(size_t cap, size_t need)
+{
+    size_t grown = cap ? cap * 2 : 16;
+    while (grown < need)
+        grown *= 2;
+    return grown;
+}
+
 static int reserve(void **buf, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
-    size_t grown = *cap ? *cap * 2 : 16;
-    while (grown < need)
-        grown *= 2;
+    size_t grown = grown_capacity(*cap, need);
     void *p = realloc(*buf, grown * elem);
     if (!p)
         return -1;
+    *buf = p;
+    *cap = grown;
+    return 0;
+}
+
+/* Grows a byte buffer of which `used` bytes are in use to hold at least `need`. Not realloc:
+ * glibc's realloc copies the whole old block, room never written included, and every page it
+ * writes is one the kernel must map (~12 us each on the VM of tests/bench/README.md); a
+ * document reserves 16 KB and writes about 2. Only the bytes in use are copied here. */
+static int grow_bytes(char **buf, size_t *cap, size_t used, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t grown = grown_capacity(*cap, need);
+    char *p = malloc(grown);
+    if (!p)
+        return -1;
+    if (used)
+        memcpy(p, *buf, used);
+    free(*buf);
     *buf = p;
     *cap = grown;
     return 0;
@@ -260,9 +316,13 @@ static int reserve_bytes(store_write_t *w, size_t need)
 {
     if (need <= w->bytes_cap)
         return 0;
-    if (need < 256 * 1024)
-        need = 256 * 1024; /* no small steps: each growth is a copy, and fresh pages */
-    return reserve((void **)&w->bytes, &w->bytes_cap, need, 1);
+    /* Small first: every open batch has a write (its live-queue and timeline operations
+     * come first), hundreds are alive under a backlog, and most stay small. A 256 KiB
+     * minimum made the heap grow to ~200 MB with 1,000 customers, every page of it a fault.
+     * Doubling from 4 KiB copies at most the final size once more (grow_bytes). */
+    if (need < 4096)
+        need = 4096;
+    return grow_bytes(&w->bytes, &w->bytes_cap, w->used, need);
 }
 
 char *store_write_begin(store_write_t *w, const char *key, size_t max_len)
@@ -327,9 +387,9 @@ int store_write_add_op(store_write_t *w, store_op_kind_t op, int64_t time_ms, co
                        const char *queue, const char *info, size_t info_len)
 {
     char kind[2] = {(char)op, '\0'}, when[24];
-    snprintf(when, sizeof when, "%lld", (long long)time_ms);
+    size_t when_len = format_i64(when, time_ms);
     const char *fields[STORE_OP_FIELDS] = {kind, when, id, queue ? queue : "", info ? info : ""};
-    size_t lens[STORE_OP_FIELDS] = {1, strlen(when), strlen(id), strlen(fields[3]),
+    size_t lens[STORE_OP_FIELDS] = {1, when_len, strlen(id), strlen(fields[3]),
                                     info ? info_len : 0};
     return add_op_fields(w, fields, lens);
 }
@@ -521,7 +581,7 @@ typedef struct {
 
 static int resp_reserve(resp_t *b, size_t more)
 {
-    return reserve((void **)&b->p, &b->cap, b->len + more, 1);
+    return grow_bytes(&b->p, &b->cap, b->len, b->len + more);
 }
 
 /* Writes c, n in decimal and CRLF at p (at most 23 bytes); returns how many. */
@@ -947,7 +1007,9 @@ static int cmd_addv(store_job_t *j, const char *name, size_t argc, const char *c
  * snapshot, but the text is cut to the buffer in any case). */
 static const char *field(char *buf, size_t cap, const char *const *f, const size_t *l, int i)
 {
-    snprintf(buf, cap, "%.*s", (int)l[i], f[i]);
+    size_t n = l[i] < cap ? l[i] : cap - 1;
+    memcpy(buf, f[i], n);
+    buf[n] = '\0';
     return buf;
 }
 
@@ -1176,10 +1238,9 @@ static int job_add_pushes(store_job_t *j, store_write_t *const *ws, size_t n)
             const store_op_t *o = &ws[refs[p][0]]->ops[refs[p][1]];
             count++;
             if (o->len[3]) { /* fields are not NUL-terminated: copy before parsing */
+                const char *f[] = {ws[refs[p][0]]->bytes + o->at[3]};
                 char text[24];
-                snprintf(text, sizeof text, "%.*s", (int)o->len[3],
-                         ws[refs[p][0]]->bytes + o->at[3]);
-                keep = (size_t)strtoul(text, NULL, 10);
+                keep = (size_t)strtoul(field(text, sizeof text, f, &o->len[3], 0), NULL, 10);
             }
         }
         const store_op_t *h = &ws[refs[first][0]]->ops[refs[first][1]];
@@ -1204,9 +1265,9 @@ static int job_add_pushes(store_job_t *j, store_write_t *const *ws, size_t n)
             j->cmd_at[++j->n_cmds] = j->cmds.len;
         if (rc == 0 && keep > 0) {
             char stop[24];
-            snprintf(stop, sizeof stop, "%zu", keep - 1);
+            size_t stop_len = format_i64(stop, (int64_t)keep - 1);
             const char *args[] = {key, "0", stop};
-            size_t lens[] = {key_len, 1, strlen(stop)};
+            size_t lens[] = {key_len, 1, stop_len};
             rc = cmd_add(j, "LTRIM", 3, args, lens);
         }
     }

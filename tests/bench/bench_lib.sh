@@ -101,7 +101,8 @@ start_devbroker() {
 
 # start_engine PREFIX: integral-engine (config/engine.json, rules and model from config/)
 # against $BROKERS and the Redis on $REDIS_PORT, files PREFIXengine.*. Sets ENGINE_HTTP and
-# ENGINE_PID; does not wait (wait_ready).
+# ENGINE_PID; does not wait (wait_ready). ENGINE_WRAPPER, when set, is a command the engine
+# runs under (e.g. "valgrind --tool=callgrind --collect-atstart=no": see README.md).
 start_engine() {
     local prefix=$1
     ENGINE_HTTP=$(free_port)
@@ -114,7 +115,7 @@ start_engine() {
         INTEGRAL_ENGINE_CACHE_MAX_DOCUMENTS="$CACHE_MAX" \
         INTEGRAL_KAFKA_FETCH_WAIT_MAX_MS="$FETCH_WAIT_MS" \
         ${REDIS_TIMEOUT_MS:+INTEGRAL_REDIS_COMMAND_TIMEOUT_MS="$REDIS_TIMEOUT_MS"} \
-        setsid "$ENGINE_BIN" --config config/engine.json \
+        setsid ${ENGINE_WRAPPER:-} "$ENGINE_BIN" --config config/engine.json \
         </dev/null >"${prefix}engine.out" 2>"${prefix}engine.log" 9>&-) &
     ENGINE_PID=$!
 }

@@ -8,6 +8,8 @@
 
 #include <cJSON.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +48,50 @@ static void strings_are_escaped_and_valid_utf8(void **state)
     cJSON *parsed = cJSON_Parse(buf);
     assert_non_null(parsed);
     cJSON_Delete(parsed);
+}
+
+/* Every character that needs escaping, at every position of a long string: the writer
+ * copies runs of plain ASCII 8 bytes at a time, and each of these must stop the run there. */
+static void escapes_found_at_every_offset(void **state)
+{
+    static const struct {
+        const char *in, *out;
+    } specials[] = {{"\"", "\\\""}, {"\\", "\\\\"}, {"\x01", "\\u0001"},
+                    {"\x1f", "\\u001f"}, {"\xc3\xa9", "\xc3\xa9"}, {"\xff", "\xef\xbf\xbd"},
+                    {"\x7f", "\x7f"}, {" ", " "}};
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+        for (size_t at = 0; at <= 24; at++) {
+            char in[64], want[96], buf[128];
+            memset(in, 'a', at);
+            snprintf(in + at, sizeof in - at, "%s%s", specials[k].in, "bcdefghijklmnopq");
+            want[0] = '"';
+            memset(want + 1, 'a', at);
+            snprintf(want + 1 + at, sizeof want - 1 - at, "%s%s\"", specials[k].out,
+                     "bcdefghijklmnopq");
+            jsonw_t w;
+            jsonw_init(&w, buf, sizeof buf);
+            jsonw_string(&w, in);
+            assert_true(jsonw_finish(&w) > 0);
+            assert_string_equal(buf, want);
+        }
+    }
+}
+
+static void integers_at_the_limits(void **state)
+{
+    const struct {
+        int64_t v;
+        const char *text;
+    } cases[] = {{0, "0"}, {-1, "-1"}, {1234567890123, "1234567890123"},
+                 {INT64_MAX, "9223372036854775807"}, {INT64_MIN, "-9223372036854775808"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        jsonw_t w;
+        jsonw_init(&w, buf, sizeof buf);
+        jsonw_int(&w, cases[i].v);
+        assert_true(jsonw_finish(&w) > 0);
+        assert_string_equal(buf, cases[i].text);
+    }
 }
 
 static void numbers_read_back_exactly(void **state)
@@ -99,6 +145,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nested_document_with_commas),
         cmocka_unit_test(strings_are_escaped_and_valid_utf8),
+        cmocka_unit_test(escapes_found_at_every_offset),
+        cmocka_unit_test(integers_at_the_limits),
         cmocka_unit_test(numbers_read_back_exactly),
         cmocka_unit_test(overflow_is_reported_and_terminated),
         cmocka_unit_test(unbalanced_nesting_fails),
