@@ -55,7 +55,8 @@ static const config_key_t engine_keys[] = {
      "recently used ones are dropped, and loaded from Redis again on their next event."},
     {"engine.max_queued_events", CONFIG_INT, offsetof(engine_config_t, max_queued_events),
      "20000", 100, 10000000, NULL,
-     "Events waiting for their document to load; past it consumption pauses."},
+     "Events waiting for their document to load; past it consumption pauses. Their queue "
+     "entries (2.3 KB each) are kept for reuse up to this bound."},
     {"engine.max_document_bytes", CONFIG_INT, offsetof(engine_config_t, max_document_bytes),
      "262144", 16384, 16777216, NULL, "Largest serialized document."},
     {"engine.model_file", CONFIG_STRING, offsetof(engine_config_t, model_file),
