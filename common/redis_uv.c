@@ -69,9 +69,11 @@ static void ev_del_write(void *privdata);
 
 /* Moves hiredis's output buffer to the end of the queue (no copy: the sds changes hands)
  * and gives hiredis a sent one back, emptied. hiredis appends every command to its buffer
- * (sdscatlen); a fresh buffer for each multi-MB transaction grew by reallocation into fresh
- * pages: that was ~70 % of the engine's page faults (perf record -e page-faults). A reused
- * one is already mapped. Returns 0, or -1 out of memory (the buffer stays with hiredis). */
+ * (sdscatlen); a fresh buffer for each multi-MB transaction grew by reallocation, copying as
+ * it went, and `perf record -e page-faults` put about half of the engine's sampled faults in
+ * that append. A reused buffer is already large and mapped. (The engine's faults per event
+ * moved little: its heap grows elsewhere too; tests/bench/README.md.) Returns 0, or -1 out
+ * of memory (the buffer stays with hiredis). */
 static int take_output(redis_uv_events_t *p)
 {
     redisContext *c = &p->ac->c;

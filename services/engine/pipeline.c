@@ -194,9 +194,9 @@ static item_t *item_alloc(pipeline_t *p)
 static void item_release(pipeline_t *p, item_t *it)
 {
     /* Freed items are kept up to the queue's bound (engine.max_queued_events, past which the
-     * consumer is held): a burst fills the queue again and again, and an item freed and
-     * malloc'ed each time (2.3 KB, its event inline) was the engine's largest malloc cost,
-     * and fresh pages, at ~12 us each on the VM of tests/bench/README.md. */
+     * consumer is held), which is also the most that can be alive: under a backlog the
+     * queue fills again and again, and each item past a smaller spare list was freed and
+     * malloc'ed again (2.3 KB, its event inline). */
     if (p->n_free_items >= p->opts.max_queued_events) {
         free(it);
         return;
