@@ -317,9 +317,9 @@ static int reserve_bytes(store_write_t *w, size_t need)
     if (need <= w->bytes_cap)
         return 0;
     /* Small first: every open batch has a write (its live-queue and timeline operations
-     * come first), hundreds are alive under a backlog, and most stay small. A 256 KiB
-     * minimum made the heap grow to ~200 MB with 1,000 customers, every page of it a fault.
-     * Doubling from 4 KiB copies at most the final size once more (grow_bytes). */
+     * come first), hundreds are alive under a backlog, and most stay small. Doubling from
+     * 4 KiB copies at most the final size once more (grow_bytes copies only what is used).
+     * This did not change the engine's peak RSS in the benchmark (tests/bench/README.md). */
     if (need < 4096)
         need = 4096;
     return grow_bytes(&w->bytes, &w->bytes_cap, w->used, need);
