@@ -94,6 +94,39 @@ static void integers_at_the_limits(void **state)
     }
 }
 
+/* The printf-free paths of jsonw_fixed and jsonw_number print what printf prints: values
+ * from whole cents and ten-thousandths (what the engine writes), whole numbers, signs, zeros,
+ * and values just off them. */
+static void fast_number_paths_match_printf(void **state)
+{
+    uint64_t x = 88172645463325252u; /* xorshift64 */
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int decimals = (int)(x % 5);
+        double whole = (double)(int64_t)(x >> 20) / 1e6 * ((x & 1) ? -1 : 1);
+        double values[] = {whole / pow(10, decimals), (double)(int64_t)(x % 2000001) - 1e6,
+                           whole / pow(10, decimals) + 1e-9, -0.0, 0.0,
+                           (double)(x % 100000) / 100.0, -(double)(x % 100000) / 10000.0};
+        for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+            char buf[64], want[64];
+            jsonw_t w;
+            jsonw_init(&w, buf, sizeof buf);
+            jsonw_fixed(&w, values[k], decimals);
+            assert_true(jsonw_finish(&w) > 0);
+            snprintf(want, sizeof want, "%.*f", decimals, values[k]);
+            assert_string_equal(buf, want);
+            jsonw_init(&w, buf, sizeof buf);
+            jsonw_number(&w, values[k]);
+            assert_true(jsonw_finish(&w) > 0);
+            assert_true(strtod(buf, NULL) == values[k]);
+            if (values[k] == nearbyint(values[k])) {
+                snprintf(want, sizeof want, "%.15g", values[k]);
+                assert_string_equal(buf, want);
+            }
+        }
+    }
+}
+
 static void numbers_read_back_exactly(void **state)
 {
     const double values[] = {0.1, 1e300, -2.5, 123456789.123, 1.0 / 3.0};
@@ -147,6 +180,7 @@ int main(void)
         cmocka_unit_test(strings_are_escaped_and_valid_utf8),
         cmocka_unit_test(escapes_found_at_every_offset),
         cmocka_unit_test(integers_at_the_limits),
+        cmocka_unit_test(fast_number_paths_match_printf),
         cmocka_unit_test(numbers_read_back_exactly),
         cmocka_unit_test(overflow_is_reported_and_terminated),
         cmocka_unit_test(unbalanced_nesting_fails),
