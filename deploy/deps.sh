@@ -7,11 +7,21 @@
 #                             with `npm ci` into tests/browser/node_modules (gitignored), when it
 #                             is missing or older than the lock file. The tests drive Debian's
 #                             /usr/bin/chromium: playwright never downloads a browser.
+#   deploy/deps.sh --bench    also the benchmarks' profilers: linux-perf (engine_bench.sh
+#                             --perf) and valgrind (tests/bench/engine_instructions.sh)
+# The options combine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 browser=0
-[ "${1:-}" = "--browser" ] && browser=1
+bench=0
+for arg in "$@"; do
+    case $arg in
+    --browser) browser=1 ;;
+    --bench) bench=1 ;;
+    *) echo "deps.sh: unknown option $arg (--browser, --bench)" >&2; exit 2 ;;
+    esac
+done
 
 # npm ci for tests/browser, unless node_modules matches the lock file already.
 browser_modules() {
@@ -36,6 +46,9 @@ packages=(
 )
 if [ $browser -eq 1 ]; then
     packages+=(chromium nodejs npm)
+fi
+if [ $bench -eq 1 ]; then
+    packages+=(linux-perf valgrind)
 fi
 
 missing=()
