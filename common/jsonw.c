@@ -189,9 +189,7 @@ static char *digits_back(char *end, uint64_t u, int decimals, bool negative)
         *--at = (char)('0' + u % 10);
     if (decimals > 0)
         *--at = '.';
-    do
-        *--at = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
+    at = jsonw_digits(at, u);
     if (negative)
         *--at = '-';
     return at;

@@ -228,9 +228,10 @@ uint64_t feature_window_mask(void)
         FEATURE_MARGIN_12M,          FEATURE_ORDERS_12M,          FEATURE_REVENUE_90D,
         FEATURE_REVENUE_PREV_90D,    FEATURE_OPEN_ORDERS,         FEATURE_DELAYED_ORDERS,
         FEATURE_COST_TO_SERVE_12M,   FEATURE_SENTIMENT_30D_MEAN};
-    uint64_t mask = 0;
-    for (size_t i = 0; i < sizeof windows / sizeof *windows; i++)
-        mask |= UINT64_C(1) << windows[i];
+    static uint64_t mask; /* computed once: the timer asks per waiting customer per second */
+    if (!mask)
+        for (size_t i = 0; i < sizeof windows / sizeof *windows; i++)
+            mask |= UINT64_C(1) << windows[i];
     return mask;
 }
 

@@ -9,7 +9,7 @@
 #include "state.h"
 
 #include "expr.h" /* expr__utf8_char_len */
-#include "jsonw.h" /* jsonw_word_needs_escape */
+#include "jsonw.h" /* jsonw_word_needs_escape, jsonw_digits */
 #include "timefmt.h"
 
 #include <cJSON.h>
@@ -430,19 +430,9 @@ static void text_finish(text_t *t, char *dst)
     dst[n] = '\0';
 }
 
-/* Writes |v| in decimal, right-aligned, ending at end; returns the first digit. */
-static char *digits(uint64_t v, char *end)
-{
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return end;
-}
-
 static void text_int(text_t *t, int64_t v)
 {
-    char tmp[24], *p = digits(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, tmp + sizeof tmp - 1);
+    char tmp[24], *p = jsonw_digits(tmp + sizeof tmp - 1, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
     tmp[sizeof tmp - 1] = '\0';
     if (v < 0) *--p = '-';
     text_put(t, p);
@@ -1121,7 +1111,7 @@ static void jw_str_or_null(jw_t *w, const char *s)
 static void jw_int(jw_t *w, int64_t v)
 {
     char tmp[24], *end = tmp + sizeof tmp;
-    char *p = digits(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, end);
+    char *p = jsonw_digits(end, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
     if (v < 0) *--p = '-';
     jw_raw(w, p, (size_t)(end - p));
 }
@@ -1148,7 +1138,7 @@ static void jw_scaled(jw_t *w, int64_t v, int decimals)
         }
         *--p = '.';
     }
-    p = digits(a / scale, p);
+    p = jsonw_digits(p, a / scale);
     if (v < 0) *--p = '-';
     jw_raw(w, p, (size_t)(end - p));
 }

@@ -5,6 +5,8 @@
  * MSET, so Redis never copies it into Lua and back. */
 #include "store.h"
 
+#include "jsonw.h" /* jsonw_digits */
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -83,11 +85,8 @@ static int concat3(char *out, size_t cap, const char *a, const char *b, const ch
 /* v in decimal and a NUL at out (at least 21 bytes); returns the length. */
 static size_t format_i64(char *out, int64_t v)
 {
-    char tmp[24], *end = tmp + sizeof tmp, *at = end;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do
-        *--at = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
+    char tmp[24], *end = tmp + sizeof tmp;
+    char *at = jsonw_digits(end, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
     if (v < 0)
         *--at = '-';
     size_t n = (size_t)(end - at);
@@ -587,17 +586,13 @@ static int resp_reserve(resp_t *b, size_t more)
 /* Writes c, n in decimal and CRLF at p (at most 23 bytes); returns how many. */
 static size_t put_header(char *p, char c, size_t n)
 {
-    char digits[20];
-    size_t k = 0, len = 0;
-    do
-        digits[k++] = (char)('0' + n % 10);
-    while ((n /= 10) != 0);
-    p[len++] = c;
-    while (k)
-        p[len++] = digits[--k];
-    p[len++] = '\r';
-    p[len++] = '\n';
-    return len;
+    char tmp[20], *end = tmp + sizeof tmp, *at = jsonw_digits(end, n);
+    size_t digits = (size_t)(end - at);
+    p[0] = c;
+    memcpy(p + 1, at, digits);
+    p[1 + digits] = '\r';
+    p[2 + digits] = '\n';
+    return digits + 3;
 }
 
 /* "$<len>\r\n<bytes>\r\n" per argument. 32 bytes cover the rest: "$", 20 digits, two CRLF
