@@ -15,6 +15,7 @@
 #include "http.h"
 
 #include "log.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -242,17 +243,6 @@ static bool is_header_value(const char *s)
     return true;
 }
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decodes a query component (in[0..n)) into out (cap > 0, NUL-terminated, truncated when
  * short). Returns the full decoded length. */
 static size_t query_decode(char *out, size_t cap, const char *in, size_t n)
@@ -262,9 +252,9 @@ static size_t query_decode(char *out, size_t cap, const char *in, size_t n)
         char ch = in[i];
         if (ch == '+') {
             ch = ' ';
-        } else if (ch == '%' && i + 2 < n && hex_value(in[i + 1]) >= 0 &&
-                   hex_value(in[i + 2]) >= 0) {
-            ch = (char)(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
+        } else if (ch == '%' && i + 2 < n && hex_digit_value(in[i + 1]) >= 0 &&
+                   hex_digit_value(in[i + 2]) >= 0) {
+            ch = (char)(hex_digit_value(in[i + 1]) * 16 + hex_digit_value(in[i + 2]));
             i += 2;
         }
         if (len + 1 < cap)

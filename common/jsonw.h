@@ -70,17 +70,25 @@ static inline char *jsonw_digits(char *end, uint64_t v)
     return end;
 }
 
-/* Whether any of the 8 bytes in x (8 bytes of a string, in memory order) is below 0x20, '"'
- * or '\\', i.e. needs escaping in JSON: (v - 0x01..) & ~v & 0x80.. is non-zero exactly when a
- * byte of v is zero ("Bit Twiddling Hacks"), and (x - 0x20..) & ~x & 0x80.. when a byte of x
- * is below 0x20. Bytes >= 0x80 never match. Shared with the engine's document writer. */
-static inline bool jsonw_word_needs_escape(uint64_t x)
+/* The bytes of x (8 bytes of a string, in memory order) that are below 0x20, '"' or '\\', i.e.
+ * need escaping in JSON, as their high bits: (v - 0x01..) & ~v & 0x80.. marks the bytes of v
+ * that are zero ("Bit Twiddling Hacks"), and (x - 0x20..) & ~x & 0x80.. those of x below 0x20.
+ * Bytes >= 0x80 never match. A borrow can only mark a byte above a true match, so the lowest
+ * set bit is always a true one: on a little-endian machine, the first such byte in memory. */
+static inline uint64_t jsonw_word_escape_bits(uint64_t x)
 {
     const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
     uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
     uint64_t hits =
         ((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
-    return (hits & highs) != 0;
+    return hits & highs;
+}
+
+/* Whether any of the 8 bytes needs escaping. Shared with the engine's document writer and its
+ * JSON scanner. */
+static inline bool jsonw_word_needs_escape(uint64_t x)
+{
+    return jsonw_word_escape_bits(x) != 0;
 }
 
 #endif

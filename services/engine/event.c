@@ -1,12 +1,13 @@
 /* event.c - the engine's event codec: bytes of one Kafka message in, a typed event_t or a
  * dead-letter reason out. See event.h for the contract.
  *
- * In order: cheap byte checks, one cJSON parse, then direct lookups of the attributes and of
- * the fields the event's type defines, each checked and its string copied into the event's
- * arena; the cJSON tree is freed before returning. Nothing is printed on the success path
- * except customer.profile's preferences, which are stored as compact JSON text. */
+ * In order: cheap byte checks, one strict scan of the JSON into tokens (jscan.c), then direct
+ * lookups of the attributes and of the fields the event's type defines, each checked and its
+ * string decoded straight into the event's arena. Nothing is printed on the success path
+ * but customer.profile's preferences, which cJSON prints as compact JSON text. */
 #include "event.h"
 
+#include "jscan.h"
 #include "utf8.h"
 
 #include <assert.h>
@@ -148,19 +149,22 @@ static const char *excerpt(const char *s, char out[EXCERPT_SIZE])
     return out;
 }
 
-static const char *json_kind(const cJSON *item)
+static const char *json_kind(const jscan_doc_t *doc, int item)
 {
-    if (cJSON_IsArray(item))
-        return "an array";
-    if (cJSON_IsString(item))
-        return "a string";
-    if (cJSON_IsNumber(item))
-        return "a number";
-    if (cJSON_IsBool(item))
-        return "a boolean";
-    if (cJSON_IsObject(item))
-        return "an object";
-    return "null";
+    switch ((jscan_type_t)doc->tokens[item].type) {
+    case JSCAN_ARRAY: return "an array";
+    case JSCAN_STRING: return "a string";
+    case JSCAN_NUMBER: return "a number";
+    case JSCAN_TRUE:
+    case JSCAN_FALSE: return "a boolean";
+    case JSCAN_OBJECT: return "an object";
+    default: return "null";
+    }
+}
+
+static bool is_type(const jscan_doc_t *doc, int item, jscan_type_t type)
+{
+    return doc->tokens[item].type == type;
 }
 
 /* ---- Strings */
@@ -178,15 +182,14 @@ typedef enum {
     CHARS_TEXT,      /* UTF-8 without control characters */
 } chars_t;
 
-/* True when s is 1..max bytes of the given class; sets *len. */
-static bool string_ok(const char *s, chars_t chars, size_t max, size_t *len)
+/* True when s (len bytes) is 1..max bytes of the given class. */
+static bool string_ok(const char *s, size_t len, chars_t chars, size_t max)
 {
-    *len = strnlen(s, max + 1);
-    if (*len == 0 || *len > max)
+    if (len == 0 || len > max)
         return false;
     if (chars == CHARS_TEXT)
-        return utf8_is_text((const unsigned char *)s, *len);
-    for (size_t i = 0; i < *len; i++)
+        return utf8_is_text((const unsigned char *)s, len);
+    for (size_t i = 0; i < len; i++)
         if (chars == CHARS_KEY ? !is_key_char(s[i]) : (s[i] <= 0x20 || s[i] >= 0x7f))
             return false;
     return true;
@@ -202,6 +205,18 @@ static const char *string_rule(chars_t chars, size_t max, char *out, size_t cap)
     };
     snprintf(out, cap, "a string of 1-%zu %s", max, classes[chars]);
     return out;
+}
+
+/* Decodes a string value into buf for a comparison or an error excerpt: cut to fit, and ""
+ * for any other JSON type. Returns the whole length (cap or more: it was cut), -1 for
+ * \u0000. */
+static long scratch_text(const jscan_doc_t *doc, int item, char *buf, size_t cap)
+{
+    if (!is_type(doc, item, JSCAN_STRING)) {
+        buf[0] = '\0';
+        return 0;
+    }
+    return jscan_string(doc, (uint32_t)item, buf, cap);
 }
 
 /* ---- Arena */
@@ -225,14 +240,26 @@ _Static_assert(ATTRIBUTES_BYTES + 3 * STR(EVENT_KEY_MAX) + STR(EVENT_TEXT_MAX) <
                "contact.started (the largest contact event) overflows the arena");
 _Static_assert(sizeof(event_t) <= 4096, "event_t should stay a few KiB");
 
-/* Copies len bytes and a NUL into the arena. The bounds above make running out a bug. */
-static const char *arena_copy(event_t *ev, const char *s, size_t len)
+/* The arena's free room for a value of at most max bytes and its NUL. The bounds above make
+ * running out a bug. */
+static char *arena_room(event_t *ev, size_t max)
 {
-    assert(ev->arena_used + len + 1 <= sizeof ev->arena);
-    char *dst = ev->arena + ev->arena_used;
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-    ev->arena_used += len + 1;
+    assert(ev->arena_used + max + 1 <= sizeof ev->arena);
+    return ev->arena + ev->arena_used;
+}
+
+/* Decodes a string value straight into the arena and keeps it there when it is 1..max bytes
+ * of the class; NULL otherwise (nothing kept). */
+static const char *arena_string(event_t *ev, const jscan_doc_t *doc, int item, chars_t chars,
+                                size_t max)
+{
+    if (!is_type(doc, item, JSCAN_STRING))
+        return NULL;
+    char *dst = arena_room(ev, max);
+    long len = jscan_string(doc, (uint32_t)item, dst, max + 1);
+    if (len < 0 || !string_ok(dst, (size_t)len, chars, max))
+        return NULL;
+    ev->arena_used += (size_t)len + 1;
     return dst;
 }
 
@@ -240,36 +267,90 @@ static const char *arena_copy(event_t *ev, const char *s, size_t len)
 
 typedef enum { OPTIONAL, REQUIRED } need_t;
 
-typedef struct {
-    event_t *ev;
-    event_error_t *err;
-    const cJSON *data; /* the data object, or NULL when absent */
-} parser_t;
+#define ROOT 0 /* the token of the message's object */
+#define MEMBERS_MAX 24
 
-/* Finds the member called name; a null value counts as absent (*item = NULL). Returns -1
- * when the name occurs twice. O(members), which is a handful; the first byte is compared
- * inline because most names differ there and this runs ~10 times per event. */
-static int find_member(const cJSON *object, const char *name, const cJSON **item)
+/* An object's members, listed once: a lookup then compares names without walking the tokens
+ * again. An object with more members, or with an escaped name, is looked up in the tokens. */
+typedef struct {
+    int obj;   /* the object's token, -1 when there is none */
+    int count; /* -1: not listed */
+    struct {
+        const char *name;
+        uint32_t len, value;
+    } at[MEMBERS_MAX];
+} members_t;
+
+static void list_members(members_t *m, const jscan_doc_t *doc, int obj)
 {
-    bool found = false;
-    *item = NULL;
-    for (const cJSON *c = object ? object->child : NULL; c; c = c->next) {
-        if (!c->string || c->string[0] != name[0] || strcmp(c->string, name) != 0)
-            continue;
-        if (found)
-            return -1;
-        found = true;
-        *item = cJSON_IsNull(c) ? NULL : c;
+    const jscan_token_t *tok = doc->tokens;
+    m->obj = obj;
+    m->count = 0;
+    if (obj < 0)
+        return;
+    for (uint32_t k = (uint32_t)obj + 1; k < tok[obj].next; k = tok[k + 1].next) {
+        if (m->count == MEMBERS_MAX || tok[k].escaped) {
+            m->count = -1;
+            return;
+        }
+        m->at[m->count].name = doc->text + tok[k].start;
+        m->at[m->count].len = tok[k].len;
+        m->at[m->count].value = k + 1;
+        m->count++;
     }
+}
+
+/* Whether a member's name (len bytes, no NUL: check_bytes) is the C string name. Names are
+ * short and most differ in their first byte, so a plain loop beats strlen and memcmp calls. */
+static bool name_is(const char *member, uint32_t len, const char *name)
+{
+    for (uint32_t i = 0; i < len; i++)
+        if (member[i] != name[i]) /* stops at name's NUL, which member never has */
+            return false;
+    return name[len] == '\0';
+}
+
+/* Finds the member called name; a null value counts as absent (*item = -1). Returns -1 when
+ * the name occurs twice. */
+static int find_member(const jscan_doc_t *doc, const members_t *m, const char *name, int *item)
+{
+    int found = -1;
+    *item = -1;
+    if (m->obj < 0)
+        return 0;
+    if (m->count < 0) {
+        found = jscan_member(doc, (uint32_t)m->obj, name, strlen(name));
+    } else {
+        for (int i = 0; i < m->count; i++) {
+            if (!name_is(m->at[i].name, m->at[i].len, name))
+                continue;
+            if (found >= 0) {
+                found = -2;
+                break;
+            }
+            found = (int)m->at[i].value;
+        }
+    }
+    if (found == -2)
+        return -1;
+    if (found >= 0 && !is_type(doc, found, JSCAN_NULL))
+        *item = found;
     return 0;
 }
 
-/* Looks up data.<name>: *item is NULL when it is absent and optional. */
-static int field(parser_t *p, const char *name, need_t need, const cJSON **item)
+typedef struct {
+    event_t *ev;
+    event_error_t *err;
+    const jscan_doc_t *doc;
+    members_t data; /* obj -1 when there is no data object */
+} parser_t;
+
+/* Looks up data.<name>: *item is -1 when it is absent and optional. */
+static int field(parser_t *p, const char *name, need_t need, int *item)
 {
-    if (find_member(p->data, name, item) < 0)
+    if (find_member(p->doc, &p->data, name, item) < 0)
         return fail(p->err, EVENT_REASON_BAD_DATA, "duplicate field: data.%s", name);
-    if (!*item && need == REQUIRED)
+    if (*item < 0 && need == REQUIRED)
         return fail(p->err, EVENT_REASON_BAD_DATA, "missing field: data.%s", name);
     return 0;
 }
@@ -277,17 +358,16 @@ static int field(parser_t *p, const char *name, need_t need, const cJSON **item)
 static int get_string(parser_t *p, const char *name, need_t need, chars_t chars, size_t max,
                       const char **out)
 {
-    const cJSON *item;
-    size_t len;
+    int item;
     char rule[80];
     if (field(p, name, need, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    if (!cJSON_IsString(item) || !string_ok(item->valuestring, chars, max, &len))
+    *out = arena_string(p->ev, p->doc, item, chars, max);
+    if (!*out)
         return fail(p->err, EVENT_REASON_BAD_DATA, "data.%s: must be %s", name,
                     string_rule(chars, max, rule, sizeof rule));
-    *out = arena_copy(p->ev, item->valuestring, len);
     return 0;
 }
 
@@ -305,13 +385,13 @@ static int get_text(parser_t *p, const char *name, need_t need, size_t max, cons
 static int get_number(parser_t *p, const char *name, need_t need, double min, double max,
                       double *out, bool *has)
 {
-    const cJSON *item;
+    int item;
     if (field(p, name, need, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    double v = item->valuedouble;
-    if (!cJSON_IsNumber(item) || !isfinite(v) || v < min || v > max)
+    double v = is_type(p->doc, item, JSCAN_NUMBER) ? jscan_number(p->doc, (uint32_t)item) : NAN;
+    if (!isfinite(v) || v < min || v > max)
         return fail(p->err, EVENT_REASON_BAD_DATA, "data.%s: must be a number in [%.15g, %.15g]",
                     name, min, max);
     *out = v;
@@ -324,13 +404,13 @@ static int get_number(parser_t *p, const char *name, need_t need, double min, do
 static int get_int(parser_t *p, const char *name, need_t need, int min, int max, int *out,
                    bool *has)
 {
-    const cJSON *item;
+    int item;
     if (field(p, name, need, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    double v = item->valuedouble;
-    if (!cJSON_IsNumber(item) || !(v >= min && v <= max) || v != floor(v))
+    double v = is_type(p->doc, item, JSCAN_NUMBER) ? jscan_number(p->doc, (uint32_t)item) : NAN;
+    if (!(v >= min && v <= max) || v != floor(v))
         return fail(p->err, EVENT_REASON_BAD_DATA, "data.%s: must be an integer in [%d, %d]",
                     name, min, max);
     *out = (int)v;
@@ -341,14 +421,14 @@ static int get_int(parser_t *p, const char *name, need_t need, int min, int max,
 
 static int get_bool(parser_t *p, const char *name, bool *out, bool *has)
 {
-    const cJSON *item;
+    int item;
     if (field(p, name, OPTIONAL, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    if (!cJSON_IsBool(item))
+    if (!is_type(p->doc, item, JSCAN_TRUE) && !is_type(p->doc, item, JSCAN_FALSE))
         return fail(p->err, EVENT_REASON_BAD_DATA, "data.%s: must be true or false", name);
-    *out = cJSON_IsTrue(item);
+    *out = is_type(p->doc, item, JSCAN_TRUE);
     *has = true;
     return 0;
 }
@@ -356,10 +436,12 @@ static int get_bool(parser_t *p, const char *name, bool *out, bool *has)
 /* A required string that is one of names; *out is its index. */
 static int get_enum(parser_t *p, const char *name, const char *const *names, int count, int *out)
 {
-    const cJSON *item;
+    int item;
+    char text[32];
     if (field(p, name, REQUIRED, &item) < 0)
         return -1;
-    *out = cJSON_IsString(item) ? index_of(names, count, item->valuestring) : -1;
+    long len = scratch_text(p->doc, item, text, sizeof text);
+    *out = len >= 0 && (size_t)len < sizeof text ? index_of(names, count, text) : -1;
     if (*out >= 0)
         return 0;
     char list[96];
@@ -373,50 +455,55 @@ static int get_enum(parser_t *p, const char *name, const char *const *names, int
 /* ISO 4217-shaped: three upper-case letters. */
 static int get_currency(parser_t *p, const char *name, char out[4])
 {
-    const cJSON *item;
+    int item;
+    char s[8];
     if (field(p, name, REQUIRED, &item) < 0)
         return -1;
-    const char *s = cJSON_IsString(item) ? item->valuestring : "";
+    long len = scratch_text(p->doc, item, s, sizeof s);
     for (int i = 0; i < 3; i++)
-        if (s[i] < 'A' || s[i] > 'Z')
+        if (len != 3 || s[i] < 'A' || s[i] > 'Z')
             return fail(p->err, EVENT_REASON_BAD_DATA,
                         "data.%s: must be three upper-case letters (ISO 4217)", name);
-    if (s[3] != '\0')
-        return fail(p->err, EVENT_REASON_BAD_DATA,
-                    "data.%s: must be three upper-case letters (ISO 4217)", name);
     memcpy(out, s, 4);
     return 0;
 }
 
 static int get_date(parser_t *p, const char *name, int64_t *out_ms, bool *has)
 {
-    const cJSON *item;
+    int item;
+    char text[64];
     if (field(p, name, OPTIONAL, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    if (!cJSON_IsString(item) || timefmt_parse_date_or_time(item->valuestring, out_ms) < 0)
+    long len = scratch_text(p->doc, item, text, sizeof text);
+    if (!is_type(p->doc, item, JSCAN_STRING) || len < 0 || (size_t)len >= sizeof text ||
+        timefmt_parse_date_or_time(text, out_ms) < 0)
         return fail(p->err, EVENT_REASON_BAD_DATA,
                     "data.%s: must be an RFC 3339 date-time or date (2019-04-01)", name);
     *has = true;
     return 0;
 }
 
-/* An object, stored as compact JSON text of at most max bytes. cJSON prints it straight into
- * the arena, so a huge object costs at most max bytes of printing before it is refused. */
+/* An object, stored as compact JSON text of at most max bytes, printed by cJSON: the form
+ * the document keeps it in (state.c reads documents with cJSON), so a document read back and
+ * written again is the same text. Profiles are rare: the scanner's span is parsed again. */
 static int get_object_text(parser_t *p, const char *name, size_t max, const char **out)
 {
-    const cJSON *item;
+    int item;
     if (field(p, name, OPTIONAL, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    char *dst = p->ev->arena + p->ev->arena_used;
-    int room = (int)(max + 1 + PRINT_SLACK);
-    assert(p->ev->arena_used + (size_t)room <= sizeof p->ev->arena);
-    /* PrintPreallocated takes a non-const item but only reads it. */
-    if (!cJSON_IsObject(item) || !cJSON_PrintPreallocated((cJSON *)item, dst, room, false) ||
-        strlen(dst) > max || !utf8_is_text((const unsigned char *)dst, strlen(dst)))
+    const jscan_token_t *t = &p->doc->tokens[item];
+    cJSON *object = is_type(p->doc, item, JSCAN_OBJECT)
+                        ? cJSON_ParseWithLength(p->doc->text + t->start, t->len)
+                        : NULL;
+    char *dst = arena_room(p->ev, max + PRINT_SLACK);
+    bool ok = object && cJSON_PrintPreallocated(object, dst, (int)(max + 1 + PRINT_SLACK), false) &&
+              strlen(dst) <= max && utf8_is_text((const unsigned char *)dst, strlen(dst));
+    cJSON_Delete(object);
+    if (!ok)
         return fail(p->err, EVENT_REASON_BAD_DATA,
                     "data.%s: must be an object of at most %zu bytes of UTF-8 JSON", name, max);
     *out = dst;
@@ -428,27 +515,28 @@ static int get_object_text(parser_t *p, const char *name, size_t max, const char
 static int get_key_list(parser_t *p, const char *name, int max, const char **items, int *count,
                         bool *has)
 {
-    const cJSON *item;
-    size_t len;
+    int item;
     if (field(p, name, OPTIONAL, &item) < 0)
         return -1;
-    if (!item)
+    if (item < 0)
         return 0;
-    if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > max)
+    if (!is_type(p->doc, item, JSCAN_ARRAY) ||
+        jscan_array_size(p->doc, (uint32_t)item) > (uint32_t)max)
         return fail(p->err, EVENT_REASON_BAD_DATA,
                     "data.%s: must be an array of at most %d strings", name, max);
     *count = 0;
-    for (const cJSON *c = item->child; c; c = c->next) {
-        if (!cJSON_IsString(c) || !string_ok(c->valuestring, CHARS_KEY, EVENT_KEY_MAX, &len))
+    const jscan_token_t *tok = p->doc->tokens;
+    for (uint32_t e = (uint32_t)item + 1; e < tok[item].next; e = tok[e].next) {
+        items[*count] = arena_string(p->ev, p->doc, (int)e, CHARS_KEY, EVENT_KEY_MAX);
+        if (!items[*count])
             return fail(p->err, EVENT_REASON_BAD_DATA,
                         "data.%s[%d]: must be 1-%d characters of [A-Za-z0-9._:@+-]", name,
                         *count, EVENT_KEY_MAX);
-        items[(*count)++] = arena_copy(p->ev, c->valuestring, len);
+        (*count)++;
     }
     *has = true;
     return 0;
 }
-
 /* ---- Data, one function per type */
 
 static int parse_contact_queued(parser_t *p)
@@ -661,57 +749,65 @@ bool event_type_from_name(const char *name, event_type_t *out)
 
 /* ---- Attributes */
 
+/* The message: its tokens and its top-level members. */
+typedef struct {
+    const jscan_doc_t *doc;
+    members_t root;
+} message_t;
+
 /* Looks up a required attribute. */
-static int attribute(const cJSON *root, const char *name, const cJSON **item, event_error_t *err)
+static int attribute(const message_t *msg, const char *name, int *item, event_error_t *err)
 {
-    if (find_member(root, name, item) < 0)
+    if (find_member(msg->doc, &msg->root, name, item) < 0)
         return fail(err, EVENT_REASON_BAD_ATTRIBUTE, "duplicate attribute: %s", name);
-    if (!*item)
+    if (*item < 0)
         return fail(err, EVENT_REASON_MISSING_ATTRIBUTE, "missing attribute: %s", name);
     return 0;
 }
 
-static int parse_specversion(const cJSON *root, event_error_t *err)
+static int parse_specversion(const message_t *msg, event_error_t *err)
 {
-    const cJSON *item;
-    char shown[EXCERPT_SIZE];
-    if (attribute(root, "specversion", &item, err) < 0)
+    const jscan_doc_t *doc = msg->doc;
+    int item;
+    char text[EXCERPT_SIZE + 4], shown[EXCERPT_SIZE];
+    if (attribute(msg, "specversion", &item, err) < 0)
         return -1;
-    if (!cJSON_IsString(item))
+    if (!is_type(doc, item, JSCAN_STRING))
         return fail(err, EVENT_REASON_BAD_SPECVERSION, "specversion: must be the string \"1.0\"");
-    if (strcmp(item->valuestring, "1.0") != 0)
+    if (scratch_text(doc, item, text, sizeof text) != 3 || memcmp(text, "1.0", 3) != 0)
         return fail(err, EVENT_REASON_BAD_SPECVERSION, "specversion: must be \"1.0\", not \"%s\"",
-                    excerpt(item->valuestring, shown));
+                    excerpt(text, shown));
     return 0;
 }
 
-/* id and source: bounded printable ASCII, copied into the arena. */
-static int parse_name(const cJSON *root, const char *name, size_t max, event_t *ev,
+/* id and source: bounded printable ASCII, kept in the arena. */
+static int parse_name(const message_t *msg, const char *name, size_t max, event_t *ev,
                       event_error_t *err, const char **out)
 {
-    const cJSON *item;
-    size_t len;
+    const jscan_doc_t *doc = msg->doc;
+    int item;
     char rule[80];
-    if (attribute(root, name, &item, err) < 0)
+    if (attribute(msg, name, &item, err) < 0)
         return -1;
-    if (!cJSON_IsString(item) || !string_ok(item->valuestring, CHARS_PRINTABLE, max, &len))
+    *out = arena_string(ev, doc, item, CHARS_PRINTABLE, max);
+    if (!*out)
         return fail(err, EVENT_REASON_BAD_ATTRIBUTE, "%s: must be %s", name,
                     string_rule(CHARS_PRINTABLE, max, rule, sizeof rule));
-    *out = arena_copy(ev, item->valuestring, len);
     return 0;
 }
 
-static int parse_type(const cJSON *root, event_t *ev, event_error_t *err)
+static int parse_type(const message_t *msg, event_t *ev, event_error_t *err)
 {
-    const cJSON *item;
-    char shown[EXCERPT_SIZE];
-    if (attribute(root, "type", &item, err) < 0)
+    const jscan_doc_t *doc = msg->doc;
+    int item;
+    char text[EXCERPT_SIZE + 4], shown[EXCERPT_SIZE];
+    if (attribute(msg, "type", &item, err) < 0)
         return -1;
-    if (!cJSON_IsString(item))
+    if (!is_type(doc, item, JSCAN_STRING))
         return fail(err, EVENT_REASON_BAD_ATTRIBUTE, "type: must be a string");
-    if (!event_type_from_name(item->valuestring, &ev->type))
-        return fail(err, EVENT_REASON_UNKNOWN_TYPE, "unknown type: \"%s\"",
-                    excerpt(item->valuestring, shown));
+    long len = scratch_text(doc, item, text, sizeof text);
+    if (len < 0 || (size_t)len >= sizeof text || !event_type_from_name(text, &ev->type))
+        return fail(err, EVENT_REASON_UNKNOWN_TYPE, "unknown type: \"%s\"", excerpt(text, shown));
     return 0;
 }
 
@@ -722,17 +818,18 @@ static bool has_prefix(const char *s, const char *prefix)
 
 /* The subject's charset and its prefixes: partner:<id> anywhere but agent.state, agent:<id>
  * there only. That <id> is data.agent_id is checked after data, by check_agent_subject. */
-static int parse_subject(const cJSON *root, event_t *ev, event_error_t *err)
+static int parse_subject(const message_t *msg, event_t *ev, event_error_t *err)
 {
-    const cJSON *item;
-    size_t len;
+    const jscan_doc_t *doc = msg->doc;
+    int item;
     char rule[80];
-    if (attribute(root, "subject", &item, err) < 0)
+    if (attribute(msg, "subject", &item, err) < 0)
         return -1;
-    if (!cJSON_IsString(item) || !string_ok(item->valuestring, CHARS_KEY, EVENT_SUBJECT_MAX, &len))
+    const char *s = arena_string(ev, doc, item, CHARS_KEY, EVENT_SUBJECT_MAX);
+    if (!s)
         return fail(err, EVENT_REASON_BAD_SUBJECT, "subject: must be %s",
                     string_rule(CHARS_KEY, EVENT_SUBJECT_MAX, rule, sizeof rule));
-    const char *s = item->valuestring;
+    size_t len = strlen(s);
     ev->is_partner = has_prefix(s, "partner:");
     ev->is_agent = has_prefix(s, "agent:");
     if ((ev->is_partner && len == strlen("partner:")) || (ev->is_agent && len == strlen("agent:")))
@@ -742,7 +839,7 @@ static int parse_subject(const cJSON *root, event_t *ev, event_error_t *err)
     if (!ev->is_agent && ev->type == EVENT_AGENT_STATE)
         return fail(err, EVENT_REASON_BAD_SUBJECT,
                     "subject: must be agent:<agent_id> for agent.state");
-    ev->subject = arena_copy(ev, s, len);
+    ev->subject = s;
     return 0;
 }
 
@@ -754,49 +851,50 @@ static int check_agent_subject(const event_t *ev, event_error_t *err)
     return fail(err, EVENT_REASON_BAD_SUBJECT, "subject: must be agent:<data.agent_id>");
 }
 
-static int parse_time(const cJSON *root, const event_limits_t *limits, event_t *ev,
+static int parse_time(const message_t *msg, const event_limits_t *limits, event_t *ev,
                       event_error_t *err)
 {
-    const cJSON *item;
-    char shown[EXCERPT_SIZE];
-    if (attribute(root, "time", &item, err) < 0)
+    const jscan_doc_t *doc = msg->doc;
+    int item;
+    char text[64], shown[EXCERPT_SIZE];
+    if (attribute(msg, "time", &item, err) < 0)
         return -1;
-    if (!cJSON_IsString(item))
+    if (!is_type(doc, item, JSCAN_STRING))
         return fail(err, EVENT_REASON_BAD_TIME, "time: must be an RFC 3339 string, not %s",
-                    json_kind(item));
-    if (timefmt_parse(item->valuestring, &ev->time_ms) < 0)
+                    json_kind(doc, item));
+    long len = scratch_text(doc, item, text, sizeof text);
+    if (len < 0 || (size_t)len >= sizeof text || timefmt_parse(text, &ev->time_ms) < 0)
         return fail(err, EVENT_REASON_BAD_TIME, "time: not an RFC 3339 date-time: \"%s\"",
-                    excerpt(item->valuestring, shown));
+                    excerpt(text, shown));
     /* Unsigned difference: now_ms comes from the caller and could be anything. */
     if (limits->max_future_ms >= 0 && ev->time_ms > limits->now_ms &&
         (uint64_t)ev->time_ms - (uint64_t)limits->now_ms > (uint64_t)limits->max_future_ms)
         return fail(err, EVENT_REASON_TIME_IN_FUTURE, "time: \"%s\" is over %lld ms ahead of now",
-                    excerpt(item->valuestring, shown), (long long)limits->max_future_ms);
+                    excerpt(text, shown), (long long)limits->max_future_ms);
     return 0;
 }
 
-static int parse_data(const cJSON *root, event_t *ev, event_error_t *err)
+static int parse_data(const message_t *msg, event_t *ev, event_error_t *err)
 {
-    parser_t p = {.ev = ev, .err = err};
-    if (find_member(root, "data", &p.data) < 0)
+    parser_t p = {.ev = ev, .err = err, .doc = msg->doc};
+    int data;
+    if (find_member(msg->doc, &msg->root, "data", &data) < 0)
         return fail(err, EVENT_REASON_BAD_ATTRIBUTE, "duplicate attribute: data");
-    if (!p.data && types[ev->type].needs_data)
+    if (data < 0 && types[ev->type].needs_data)
         return fail(err, EVENT_REASON_MISSING_DATA, "missing data: %s needs a data object",
                     types[ev->type].name);
-    if (p.data && !cJSON_IsObject(p.data))
+    if (data >= 0 && !is_type(msg->doc, data, JSCAN_OBJECT))
         return fail(err, EVENT_REASON_BAD_DATA, "data: must be an object, not %s",
-                    json_kind(p.data));
+                    json_kind(msg->doc, data));
+    list_members(&p.data, msg->doc, data);
     return types[ev->type].parse(&p);
 }
 
 /* ---- Bytes */
 
-/* Rejects, before cJSON sees them, inputs it gets wrong:
- *  - a NUL byte (never valid JSON) or a \u0000 escape would silently cut a C string short,
- *    so "id": "a\u0000b" and "id": "a\u0000c" would be the same idempotency key;
- *  - JSON ending in a comma makes cJSON 1.7.15 as released (fixed in 1.7.18 and in Debian's
- *    1.7.15-1+deb12u3; CVE-2023-53154) read one byte past a buffer that is not NUL-terminated
- *    while looking for the next member's name. The fuzzer finds that within seconds. */
+/* Rejects a NUL byte (never valid JSON) and a \u0000 escape, before the JSON syntax: either
+ * would cut a C string short, so "id": "a\u0000b" and "id": "a\u0000c" would be the same
+ * idempotency key. */
 static int check_bytes(const char *buf, size_t len, event_error_t *err)
 {
     const char *end = buf + len, *nul = memchr(buf, '\0', len);
@@ -813,122 +911,37 @@ static int check_bytes(const char *buf, size_t len, event_error_t *err)
                         "malformed JSON: \\u0000 at offset %zu is not supported",
                         (size_t)(b - 1 - buf));
     }
-    while (end > buf && (unsigned char)end[-1] <= ' ')
-        end--;
-    if (end > buf && end[-1] == ',')
-        return fail(err, EVENT_REASON_MALFORMED_JSON, "malformed JSON: ends with a comma");
     return 0;
 }
 
-/* ------------------------------------------------------------------------------------------
- * The tree's memory. cJSON mallocs every node and every string: about 25 allocations and
- * frees per event, a visible share of the engine's CPU. While an event is parsed, cJSON's
- * allocations come from a bump arena instead, emptied as a whole after the event (the tree
- * never outlives event_parse). Outside a parse, and for what does not fit, the hooks fall back
- * to malloc; free tells the two apart by address. The hooks are process-wide (cJSON has no
- * others), which is why they are installed once and pass everything else through. Under
- * AddressSanitizer the arena is poisoned but for live allocations, each followed by a
- * poisoned gap: a node used after its event, or overrun, is still reported.
- * ---------------------------------------------------------------------------------------- */
+/* The tokens of the message being parsed: 1 MiB, so not on the stack; the engine parses on
+ * one thread. */
+static jscan_token_t scan_tokens[JSCAN_TOKENS_MAX];
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TREE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TREE_ASAN 1
-#endif
-#endif
-#ifdef TREE_ASAN
-#include <sanitizer/asan_interface.h>
-#define TREE_GAP 16
-#else
-#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
-#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
-#define TREE_GAP 0
-#endif
-
-#define TREE_ARENA_BYTES (256u * 1024) /* a 64 KiB event's tree fits, most of the time */
-
-static struct {
-    _Alignas(16) char bytes[TREE_ARENA_BYTES];
-    size_t used;
-    bool active;
-    bool hooked;
-} tree_arena;
-
-static void *tree_malloc(size_t n)
+static int parse_json(const char *buf, size_t len, jscan_doc_t *doc, event_error_t *err)
 {
-    size_t rounded = ((n + 15) & ~(size_t)15) + TREE_GAP;
-    if (tree_arena.active && rounded <= TREE_ARENA_BYTES - tree_arena.used) {
-        void *p = tree_arena.bytes + tree_arena.used;
-        tree_arena.used += rounded;
-        ASAN_UNPOISON_MEMORY_REGION(p, n);
-        return p;
-    }
-    return malloc(n);
-}
-
-static void tree_free(void *p)
-{
-    char *c = p;
-    if (c >= tree_arena.bytes && c < tree_arena.bytes + TREE_ARENA_BYTES)
-        return; /* the arena's: emptied after the event */
-    free(p);
-}
-
-static void tree_arena_begin(void)
-{
-    if (!tree_arena.hooked) {
-        cJSON_Hooks hooks = {tree_malloc, tree_free};
-        cJSON_InitHooks(&hooks);
-        ASAN_POISON_MEMORY_REGION(tree_arena.bytes, TREE_ARENA_BYTES);
-        tree_arena.hooked = true;
-    }
-    tree_arena.used = 0;
-    tree_arena.active = true;
-}
-
-static void tree_arena_end(void)
-{
-    ASAN_POISON_MEMORY_REGION(tree_arena.bytes, tree_arena.used);
-    tree_arena.active = false;
-    tree_arena.used = 0;
-}
-
-/* Parses the bytes into a tree, or fails with the offset where cJSON gave up. */
-static cJSON *parse_json(const char *buf, size_t len, event_error_t *err)
-{
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-    size_t at = end ? (size_t)(end - buf) : 0;
-    if (!root) {
-        fail(err, EVENT_REASON_MALFORMED_JSON, "malformed JSON near offset %zu", at);
-        return NULL;
-    }
-    /* cJSON stops after the value; only whitespace may follow it. */
-    while (at < len && (buf[at] == ' ' || buf[at] == '\t' || buf[at] == '\n' || buf[at] == '\r'))
-        at++;
-    if (at < len) {
-        cJSON_Delete(root);
-        fail(err, EVENT_REASON_MALFORMED_JSON,
-             "malformed JSON: bytes after the value at offset %zu", at);
-        return NULL;
-    }
-    return root;
+    size_t at;
+    const char *what;
+    if (jscan_parse(buf, len, scan_tokens, JSCAN_TOKENS_MAX, doc, &at, &what) < 0)
+        return fail(err, EVENT_REASON_MALFORMED_JSON, "malformed JSON near offset %zu: %s", at,
+                    what);
+    return 0;
 }
 
 /* Attributes in a fixed order, so that one bad message always gets the same reason. */
-static int parse_event(const cJSON *root, const event_limits_t *limits, event_t *ev,
+static int parse_event(const jscan_doc_t *doc, const event_limits_t *limits, event_t *ev,
                        event_error_t *err)
 {
-    if (!cJSON_IsObject(root))
+    message_t msg = {.doc = doc};
+    if (!is_type(doc, ROOT, JSCAN_OBJECT))
         return fail(err, EVENT_REASON_NOT_AN_OBJECT, "message is %s, not an object",
-                    json_kind(root));
-    if (parse_specversion(root, err) < 0 ||
-        parse_name(root, "id", EVENT_ID_MAX, ev, err, &ev->id) < 0 ||
-        parse_name(root, "source", EVENT_SOURCE_MAX, ev, err, &ev->source) < 0 ||
-        parse_type(root, ev, err) < 0 || parse_subject(root, ev, err) < 0 ||
-        parse_time(root, limits, ev, err) < 0 || parse_data(root, ev, err) < 0 ||
+                    json_kind(doc, ROOT));
+    list_members(&msg.root, doc, ROOT);
+    if (parse_specversion(&msg, err) < 0 ||
+        parse_name(&msg, "id", EVENT_ID_MAX, ev, err, &ev->id) < 0 ||
+        parse_name(&msg, "source", EVENT_SOURCE_MAX, ev, err, &ev->source) < 0 ||
+        parse_type(&msg, ev, err) < 0 || parse_subject(&msg, ev, err) < 0 ||
+        parse_time(&msg, limits, ev, err) < 0 || parse_data(&msg, ev, err) < 0 ||
         check_agent_subject(ev, err) < 0)
         return -1;
     return 0;
@@ -937,6 +950,7 @@ static int parse_event(const cJSON *root, const event_limits_t *limits, event_t 
 int event_parse(const char *buf, size_t len, const event_limits_t *limits, event_t *out,
                 event_error_t *err)
 {
+    jscan_doc_t doc;
     err->reason = EVENT_REASON_NONE;
     err->detail[0] = '\0';
     if (len > limits->max_bytes)
@@ -944,17 +958,9 @@ int event_parse(const char *buf, size_t len, const event_limits_t *limits, event
                     len, limits->max_bytes);
     if (len == 0)
         return fail(err, EVENT_REASON_MALFORMED_JSON, "malformed JSON: empty message");
-    if (check_bytes(buf, len, err) < 0)
+    if (check_bytes(buf, len, err) < 0 || parse_json(buf, len, &doc, err) < 0)
         return -1;
-    tree_arena_begin();
-    cJSON *root = parse_json(buf, len, err);
-    int rc = -1;
-    if (root) {
-        /* Everything but the arena's bytes: absent optional fields must read NULL/false/0. */
-        memset(out, 0, offsetof(event_t, arena));
-        rc = parse_event(root, limits, out, err);
-        cJSON_Delete(root);
-    }
-    tree_arena_end();
-    return rc;
+    /* Everything but the arena's bytes: absent optional fields must read NULL/false/0. */
+    memset(out, 0, offsetof(event_t, arena));
+    return parse_event(&doc, limits, out, err);
 }

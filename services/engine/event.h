@@ -7,8 +7,12 @@
  *    "data": {"contact_id": "k-77", "channel": "phone", "agent_id": "a-9"}}
  * event_parse takes the bytes, checks every attribute and every data field the type defines,
  * and copies the strings it keeps into an arena inside the event_t, so nothing it returns
- * points into the message or into the JSON tree (which is freed before it returns). It does
- * no I/O and keeps nothing between calls: it can be unit-tested and fuzzed on its own.
+ * points into the message. It does no I/O and keeps nothing between calls: it can be
+ * unit-tested and fuzzed on its own.
+ *
+ * The message must be JSON as RFC 8259 defines it (jscan.h): no trailing commas, no leading
+ * zeros, control characters in strings escaped, UTF-16 surrogates in pairs, at most 64 levels
+ * of nesting and 65,536 values; and no NUL byte or \u0000 anywhere.
  *
  * Attributes (top level):
  *   specversion  required, exactly "1.0"
@@ -327,7 +331,7 @@ typedef struct {
 /* Parses one message value: buf (borrowed, need not be NUL-terminated) of len bytes.
  * Returns 0 with *out filled and err->reason EVENT_REASON_NONE, or -1 with err set and *out
  * unspecified. limits is borrowed; nothing is kept after the call. Call it from one thread
- * at a time: cJSON records the last error position in a global (never read here). */
+ * at a time: the scanner's tokens live in a static array (1 MiB, too large for a stack). */
 int event_parse(const char *buf, size_t len, const event_limits_t *limits, event_t *out,
                 event_error_t *err);
 

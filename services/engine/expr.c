@@ -8,6 +8,8 @@
  * boolean accumulator; it touches only the program, the values and the caller's reasons. */
 #include "expr.h"
 
+#include "utf8.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
@@ -183,23 +185,6 @@ size_t expr__utf8_char_len(const char *s, size_t n)
     return len;
 }
 
-static size_t utf8_encode(unsigned cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    out[0] = (char)(0xE0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-}
-
 /* ------------------------------------------------------------------------------------------
  * Lexer
  * ------------------------------------------------------------------------------------------ */
@@ -272,23 +257,12 @@ static int lex_number(compiler_t *c, size_t start)
     return 0;
 }
 
-static int hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decodes \uXXXX at c->src[i] (the backslash) into out; returns bytes written, or an error. */
 static int lex_unicode_escape(compiler_t *c, size_t i, char *out)
 {
     unsigned cp = 0;
     for (size_t k = i + 2; k < i + 6; k++) {
-        int d = k < c->len ? hex_digit(c->src[k]) : -1;
+        int d = k < c->len ? hex_digit_value(c->src[k]) : -1;
         if (d < 0)
             return fail(c, EXPR_ESYNTAX, i, "\\u needs four hex digits");
         cp = cp * 16 + (unsigned)d;

@@ -4,12 +4,16 @@
  * any input, beyond "no crash, no sanitizer report": a rejection has a real reason and a one
  * line, printable detail; an accepted event has every string inside its arena, NUL-terminated
  * and within its bound, enums in range and numbers in range. The input also goes to
- * timefmt_parse, and every time accepted must survive timefmt_format and back.
+ * timefmt_parse, and every time accepted must survive timefmt_format and back. And to the
+ * JSON scanner alone (jscan.c), which must never accept what cJSON refuses, and whose strings
+ * must decode within their bytes.
  *
  * Build with clang:  clang -fsanitize=fuzzer,address,undefined ... fuzz_event.c event.c -lcjson
  * Replay a corpus without libFuzzer (e.g. in CI with gcc): link with tests/fuzz/replay.c. */
 #include "event.h"
+#include "jscan.h"
 
+#include <cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -199,6 +203,31 @@ static void check_time_round_trip(const uint8_t *data, size_t size)
     require(timefmt_parse(formatted, &again) == 0 && again == ms);
 }
 
+static void check_scanner(const uint8_t *data, size_t size)
+{
+    static jscan_token_t tokens[JSCAN_TOKENS_MAX];
+    static char text[70000];
+    jscan_doc_t doc;
+    size_t at;
+    const char *what;
+    if (size == 0 || size >= sizeof text || memchr(data, '\0', size) ||
+        jscan_parse((const char *)data, size, tokens, JSCAN_TOKENS_MAX, &doc, &at, &what) < 0)
+        return;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    const char *end = NULL;
+    cJSON *oracle = cJSON_ParseWithOpts(text, &end, true);
+    require(oracle != NULL);
+    cJSON_Delete(oracle);
+    for (uint32_t t = 0; t < doc.count; t++) {
+        char out[64];
+        if (doc.tokens[t].type == JSCAN_STRING)
+            require(jscan_string(&doc, t, out, sizeof out) <= (long)doc.tokens[t].len);
+        else if (doc.tokens[t].type == JSCAN_NUMBER)
+            (void)jscan_number(&doc, t);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static event_t ev; /* 2 KiB: kept off the stack */
@@ -209,5 +238,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         check_error(&err);
     check_time_round_trip(data, size);
+    check_scanner(data, size);
     return 0;
 }

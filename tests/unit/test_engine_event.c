@@ -439,7 +439,8 @@ static void whitespace_around_the_object_is_fine(void **state)
 
 static void message_ending_in_a_comma_is_malformed(void **state)
 {
-    assert_rejected("{\"a\": 1, ", EVENT_REASON_MALFORMED_JSON, "ends with a comma");
+    assert_rejected("{\"a\": 1, ", EVENT_REASON_MALFORMED_JSON,
+                    "malformed JSON near offset 9: expected a member name");
 }
 
 static void nul_byte_is_malformed(void **state)
@@ -562,6 +563,33 @@ static void duplicate_attribute_is_rejected(void **state)
         EVENT_REASON_BAD_ATTRIBUTE, "duplicate attribute: id");
 }
 
+/* Names are compared decoded ("\u0074ype" is "type"), and duplicates are found however many
+ * members an object has (up to 24 are listed once, more are looked up in the tokens). */
+static void escaped_names_and_many_members_are_looked_up_alike(void **state)
+{
+    assert_parses("{\"specversion\": \"1.0\", \"\\u0069d\": \"e-1\", \"source\": \"/s\", "
+                  "\"\\u0074ype\": \"payment.failed\", \"time\": \"2026-11-30T17:02:20Z\", "
+                  "\"subject\": \"c-1\", \"data\": {\"amo\\u0075nt\": 1}}");
+    assert_string_equal(ev.id, "e-1");
+    assert_true(ev.data.payment_failed.amount == 1);
+    assert_rejected("{\"specversion\": \"1.0\", \"id\": \"e-1\", \"\\u0069d\": \"e-2\", "
+                    "\"source\": \"/s\", \"type\": \"payment.failed\", "
+                    "\"time\": \"2026-11-30T17:02:20Z\", \"subject\": \"c-1\", "
+                    "\"data\": {\"amount\": 1}}",
+                    EVENT_REASON_BAD_ATTRIBUTE, "duplicate attribute: id");
+    for (int extra = 20; extra <= 30; extra += 10) {
+        char data[1024];
+        size_t n = (size_t)snprintf(data, sizeof data, "{\"contact_id\": \"k-1\"");
+        for (int i = 0; i < extra; i++)
+            n += (size_t)snprintf(data + n, sizeof data - n, ", \"x%d\": %d", i, i);
+        snprintf(data + n, sizeof data - n, ", \"score\": 0.5}");
+        assert_parses(event_json("sentiment.sampled", data));
+        assert_true(ev.data.sentiment_sampled.score == 0.5);
+        snprintf(data + n, sizeof data - n, ", \"score\": 0.5, \"score\": 0.1}");
+        assert_bad_data("sentiment.sampled", data, "duplicate field: data.score");
+    }
+}
+
 static void specversion_other_than_1_0_is_rejected(void **state)
 {
     assert_rejected("{\"specversion\": \"0.3\", \"id\": \"e-1\"}", EVENT_REASON_BAD_SPECVERSION,
@@ -583,7 +611,7 @@ static void unknown_type_detail_is_bounded_and_printable(void **state)
     char type[400];
     memset(type, 'T', sizeof type - 1);
     type[sizeof type - 1] = '\0';
-    type[0] = '\x01';
+    memcpy(type, "\\u0001", 6); /* a control character, escaped as JSON requires */
     assert_rejected(event_json(type, "{}"), EVENT_REASON_UNKNOWN_TYPE, "\"?TTT");
     assert_non_null(strstr(err.detail, "...\""));
     assert_true(strlen(err.detail) < 64);
@@ -1159,6 +1187,7 @@ int main(void)
         TEST(empty_source_is_a_bad_attribute),
         TEST(type_that_is_not_a_string_is_a_bad_attribute),
         TEST(duplicate_attribute_is_rejected),
+        TEST(escaped_names_and_many_members_are_looked_up_alike),
         TEST(specversion_other_than_1_0_is_rejected),
         TEST(unknown_type_is_named),
         TEST(unknown_type_detail_is_bounded_and_printable),
