@@ -39,7 +39,7 @@ static void skip_space(scan_t *sc)
     }
 }
 
-/* Appends a token for the value starting at sc->at; returns its index or -1. */
+/* Appends a token for the value at s[start .. start + len); returns its index or -1. */
 static long add_token(scan_t *sc, jscan_type_t type, size_t start, size_t len)
 {
     if (sc->count == sc->cap)
