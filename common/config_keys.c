@@ -40,7 +40,8 @@ const config_key_t kafka_config_keys[KAFKA_CONFIG_N_KEYS] = {
     {"kafka.drain_timeout_ms", CONFIG_INT, offsetof(kafka_config_t, drain_timeout_ms), "10000",
      0, 600000, NULL, "On shutdown, how long the producer waits for outstanding deliveries."},
     {"kafka.linger_ms", CONFIG_INT, offsetof(kafka_config_t, linger_ms), "1", 0, 1000, NULL,
-     "Producer batching delay (linger.ms)."},
+     "Producer batching delay (linger.ms): how long a message waits for others to share its "
+     "request. 0 sends at once; what queues while a request is in flight still goes together."},
 };
 
 const config_key_t redis_config_keys[REDIS_CONFIG_N_KEYS] = {
