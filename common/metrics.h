@@ -46,7 +46,8 @@ typedef enum {
 /* Default number of children (series) a registry holds, over all families. */
 #define METRICS_DEFAULT_MAX_SERIES 10000
 
-/* Default latency buckets in seconds, 50 us .. 10 s (17 bounds; +Inf is implicit). */
+/* Default latency buckets in seconds, 50 us .. 10 s (30 bounds, fine from 0.5 to 50 ms; +Inf
+ * is implicit). */
 extern const double metrics_latency_buckets[];
 extern const size_t metrics_latency_buckets_count;
 

@@ -709,11 +709,12 @@ static void render_formats_le_of_default_latency_buckets(void **state)
     free(text);
 }
 
-static void latency_buckets_are_seventeen_ascending_from_50us_to_10s(void **state)
+static void latency_buckets_are_thirty_ascending_from_50us_to_10s(void **state)
 {
-    assert_int_equal(metrics_latency_buckets_count, 17);
+    assert_int_equal(metrics_latency_buckets_count, 30);
     assert_true(metrics_latency_buckets[0] == 0.00005);
-    assert_true(metrics_latency_buckets[16] == 10);
+    assert_true(metrics_latency_buckets[11] == 0.005); /* the alert latency target */
+    assert_true(metrics_latency_buckets[29] == 10);
     for (size_t i = 1; i < metrics_latency_buckets_count; i++)
         assert_true(metrics_latency_buckets[i] > metrics_latency_buckets[i - 1]);
 }
@@ -976,7 +977,7 @@ int main(void)
         TEST(render_formats_integers_without_exponent),
         TEST(render_formats_fractions_in_shortest_round_trip_form),
         TEST(render_formats_le_of_default_latency_buckets),
-        TEST(latency_buckets_are_seventeen_ascending_from_50us_to_10s),
+        TEST(latency_buckets_are_thirty_ascending_from_50us_to_10s),
         TEST(histogram_counts_and_sums_observations),
         TEST(histogram_ignores_nan),
         TEST(histogram_value_on_a_bound_counts_in_that_bucket),
