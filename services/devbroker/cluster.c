@@ -10,12 +10,16 @@
 #include "config.h"
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define PARTITIONS_MAX 10000
@@ -107,6 +111,36 @@ static int create_topics(cluster_t *cluster, const cluster_topic_t *topics, int 
     return rc;
 }
 
+/* Whether fd is a listening TCP socket (getsockopt fails on anything that is not a socket). */
+static bool is_tcp_listener(int fd)
+{
+    int accepting = 0, protocol = 0;
+    socklen_t len = sizeof accepting;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 || !accepting)
+        return false;
+    len = sizeof protocol;
+    return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
+           protocol == IPPROTO_TCP;
+}
+
+int cluster_disable_nagle(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return 0;
+    int changed = 0, one = 1;
+    for (struct dirent *d; (d = readdir(dir));) {
+        char *end;
+        long fd = strtol(d->d_name, &end, 10);
+        if (*end != '\0' || end == d->d_name || fd == dirfd(dir) || !is_tcp_listener((int)fd))
+            continue;
+        if (setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+            changed++;
+    }
+    closedir(dir);
+    return changed;
+}
+
 int cluster_start(cluster_t *cluster, int n_brokers, const cluster_topic_t *topics,
                   int n_topics, bool debug, char *err, size_t errlen)
 {
@@ -132,6 +166,11 @@ int cluster_start(cluster_t *cluster, int n_brokers, const cluster_topic_t *topi
         return -1;
     }
     cluster->bootstraps = rd_kafka_mock_cluster_bootstraps(cluster->mock);
+    int listeners = cluster_disable_nagle();
+    if (listeners < n_brokers)
+        log_warn("dev broker: TCP_NODELAY set on %d listening sockets for %d brokers: "
+                 "acknowledgements may wait up to 40 ms (delayed ACK)",
+                 listeners, n_brokers);
     return 0;
 }
 
