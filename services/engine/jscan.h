@@ -19,7 +19,8 @@
 #include <stdint.h>
 
 #define JSCAN_DEPTH_MAX 64
-#define JSCAN_TOKENS_MAX 65536 /* values in one message; a 64 KiB event has ~20 */
+/* Values in one message: an event has about 30, 64 KiB of [0,0,...] has 32k. */
+#define JSCAN_TOKENS_MAX 65536
 
 typedef enum {
     JSCAN_OBJECT,
