@@ -50,6 +50,8 @@
 typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis called cleanup: the context is being freed */
     uv_poll_t poll;
+    uv_prepare_t flush; /* sends queued commands before the loop next waits (see ev_add_write) */
+    int open_handles;   /* poll and flush, until both are closed */
     int events;  /* UV_READABLE | UV_WRITABLE that hiredis asked for */
     int started; /* what the handle was last started with (0: stopped) */
     redis_uv_closed_cb closed_cb;
@@ -66,6 +68,7 @@ typedef struct {
 static void ev_add_read(void *privdata);
 static void ev_add_write(void *privdata);
 static void ev_del_write(void *privdata);
+static void wait_writable(redis_uv_events_t *p);
 
 /* Moves hiredis's output buffer to the end of the queue (no copy: the sds changes hands)
  * and gives hiredis a sent one back, emptied. hiredis appends every command to its buffer
@@ -160,7 +163,7 @@ static void write_output(redis_uv_events_t *p)
         return;
     }
     if (p->n_out > 0 || sdslen(c->obuf) > 0)
-        ev_add_write(p);
+        wait_writable(p);
     else
         ev_del_write(p);
     ev_add_read(p);
@@ -213,11 +216,35 @@ static void ev_del_read(void *privdata)
     update_poll(p);
 }
 
+/* The socket is full (or still connecting): send when it is writable. */
+static void wait_writable(redis_uv_events_t *p)
+{
+    p->events |= UV_WRITABLE;
+    update_poll(p);
+}
+
+static void on_flush(uv_prepare_t *handle)
+{
+    redis_uv_events_t *p = handle->data;
+    uv_prepare_stop(handle);
+    if (p->ac && !(p->events & UV_WRITABLE)) /* else on_poll sends once the socket drains */
+        write_output(p);
+}
+
+/* hiredis queued a command. A connected socket is written once, before the loop next waits
+ * (a prepare handle: no system call to start it), with everything queued by then; only a
+ * socket that is full or still connecting waits for writability. Asking epoll for
+ * writability on every command cost two epoll_ctl and one more loop wakeup per transaction:
+ * at 2,000 events/s, a fifth of the engine's system calls (strace -c). */
 static void ev_add_write(void *privdata)
 {
     redis_uv_events_t *p = privdata;
-    p->events |= UV_WRITABLE;
-    update_poll(p);
+    if (p->ac && (p->ac->c.flags & REDIS_CONNECTED) && !(p->events & UV_WRITABLE)) {
+        if (!uv_is_active((uv_handle_t *)&p->flush))
+            uv_prepare_start(&p->flush, on_flush);
+        return;
+    }
+    wait_writable(p);
 }
 
 static void ev_del_write(void *privdata)
@@ -232,6 +259,8 @@ static void ev_del_write(void *privdata)
 static void on_poll_closed(uv_handle_t *handle)
 {
     redis_uv_events_t *p = handle->data;
+    if (--p->open_handles > 0)
+        return;
     redis_uv_closed_cb closed_cb = p->closed_cb;
     void *arg = p->arg;
     for (size_t i = 0; i < p->n_out; i++)
@@ -250,6 +279,7 @@ static void ev_cleanup(void *privdata)
     redis_uv_events_t *p = privdata;
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, on_poll_closed);
+    uv_close((uv_handle_t *)&p->flush, on_poll_closed);
 }
 
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, redis_uv_closed_cb closed_cb,
@@ -267,8 +297,11 @@ int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, redis_uv_closed_cb c
         free(p); /* 0.14.1's adapter leaked it here */
         return rc;
     }
+    uv_prepare_init(loop, &p->flush); /* cannot fail */
+    p->open_handles = 2;
     p->ac = ac;
     p->poll.data = p;
+    p->flush.data = p;
     p->closed_cb = closed_cb;
     p->arg = arg;
 
