@@ -256,7 +256,7 @@ static void ev_del_write(void *privdata)
     update_poll(p);
 }
 
-static void on_poll_closed(uv_handle_t *handle)
+static void on_handle_closed(uv_handle_t *handle)
 {
     redis_uv_events_t *p = handle->data;
     if (--p->open_handles > 0)
@@ -278,8 +278,8 @@ static void ev_cleanup(void *privdata)
 {
     redis_uv_events_t *p = privdata;
     p->ac = NULL;
-    uv_close((uv_handle_t *)&p->poll, on_poll_closed);
-    uv_close((uv_handle_t *)&p->flush, on_poll_closed);
+    uv_close((uv_handle_t *)&p->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&p->flush, on_handle_closed);
 }
 
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, redis_uv_closed_cb closed_cb,
