@@ -37,15 +37,16 @@ struct customers {
  * The document model
  * ---------------------------------------------------------------------------------------- */
 
-/* Customer documents (~10 KB each, one per customer cached: 100,000 in the benchmark) come
- * from big chunks backed by transparent huge pages where the kernel allows them
- * (MADV_HUGEPAGE), and freed ones are reused. From malloc, each new customer cost a few 4 KiB
- * page faults, a large part of the engine's CPU on a VM, and fragmented the heap that the
- * batch writes' buffers share. Without huge pages (measured: MADV_NOHUGEPAGE) the faults cost
- * more than zeroing the huge pages does. A slot fresh from mmap is zero already: it is not
- * cleared again (customer_init_zeroed). One process-wide pool: the engine has one loop thread.
- * The chunks are kept (the cache is bounded). Sanitizer builds use malloc, so that ASan still
- * sees every document's lifetime. */
+/* Customer documents (a customer_t, ~1.8 KB, plus its rings' arrays on the heap; one per
+ * customer cached: 100,000 in the benchmark) come from big chunks backed by transparent huge
+ * pages where the kernel allows them (MADV_HUGEPAGE), and freed ones are reused. From malloc,
+ * each new customer cost page faults, a large part of the engine's CPU on a VM, and
+ * fragmented the heap that the batch writes' buffers share. Without huge pages (measured:
+ * MADV_NOHUGEPAGE) the faults cost more than zeroing the huge pages does. A slot is all zero
+ * when handed out: fresh from mmap it is already, a reused one is cleared (customer_release,
+ * when it was freed). One process-wide pool: the engine has one loop thread. The chunks are
+ * kept (the cache is bounded). Sanitizer builds use calloc, so that ASan still sees every
+ * document's lifetime. */
 #if defined(__SANITIZE_ADDRESS__)
 #define CUSTOMER_POOL 0
 #elif defined(__has_feature)
@@ -69,15 +70,14 @@ static struct {
     size_t left;
 } pool;
 
-static void *pool_alloc(bool *zeroed)
+static void *pool_alloc(void)
 {
     void *slot = pool.free_slots;
     if (slot) {
         pool.free_slots = *(void **)slot;
-        *zeroed = false;
+        *(void **)slot = NULL; /* the rest was cleared by customer_release */
         return slot;
     }
-    *zeroed = true; /* fresh from mmap */
     if (pool.left < POOL_SLOT_BYTES) {
         void *chunk = mmap(NULL, POOL_CHUNK_BYTES, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -95,6 +95,7 @@ static void *pool_alloc(bool *zeroed)
     return slot;
 }
 
+/* slot: all zero bytes (customer_release) */
 static void pool_free(void *slot)
 {
     if (!slot)
@@ -103,10 +104,9 @@ static void pool_free(void *slot)
     pool.free_slots = slot;
 }
 #else
-static void *pool_alloc(bool *zeroed)
+static void *pool_alloc(void)
 {
-    *zeroed = false;
-    return malloc(sizeof(customer_t));
+    return calloc(1, sizeof(customer_t));
 }
 
 static void pool_free(void *slot)
@@ -115,20 +115,21 @@ static void pool_free(void *slot)
 }
 #endif
 
+static void customer_destroy(void *doc)
+{
+    if (doc)
+        customer_release(doc);
+    pool_free(doc);
+}
+
 static void *customer_create(const char *subject, void *ctx)
 {
-    bool zeroed;
-    customer_t *c = pool_alloc(&zeroed);
-    if (c && (zeroed ? customer_init_zeroed(c, subject) : customer_init(c, subject)) < 0) {
-        pool_free(c);
+    customer_t *c = pool_alloc();
+    if (c && customer_init_zeroed(c, subject) < 0) {
+        customer_destroy(c);
         return NULL;
     }
     return c;
-}
-
-static void customer_destroy(void *doc)
-{
-    pool_free(doc);
 }
 
 static int customer_load(void *doc, const char *json, size_t len, char *err, size_t errlen)
@@ -144,6 +145,8 @@ static int customer_apply_event(void *doc, const event_t *ev, int64_t offset, vo
     int rc = customer_apply(c, ev, offset, &cs->model, &cs->last_result);
     if (rc == STATE_DUPLICATE)
         return DOC_DUPLICATE;
+    if (rc == STATE_ENOMEM)
+        return DOC_NO_MEMORY;
     if (rc < 0)
         return -1;
     /* The features as of the event, then the scores from them (written back into the

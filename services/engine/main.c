@@ -51,8 +51,9 @@ static const config_key_t engine_keys[] = {
      "An event older than this (by its time) updates state but raises no live alert."},
     {"engine.cache_max_documents", CONFIG_INT, offsetof(engine_config_t, cache_max_documents),
      "200000", 1000, 100000000, NULL,
-     "Customer and agent documents kept in memory (about 10 KiB each); beyond it the least "
-     "recently used ones are dropped, and loaded from Redis again on their next event."},
+     "Customer and agent documents kept in memory (about 3 KiB each, at most 10 KiB); beyond "
+     "it the least recently used ones are dropped, and loaded from Redis again on their next "
+     "event."},
     {"engine.max_queued_events", CONFIG_INT, offsetof(engine_config_t, max_queued_events),
      "20000", 100, 10000000, NULL,
      "Events waiting for their document to load; past it consumption pauses. Their queue "

@@ -1019,6 +1019,8 @@ static void apply_item(pipeline_t *p, item_t *it)
     int rc = it->ops->apply(it->entry->doc, &it->event, it->offset, p->opts.doc_ctx);
     if (rc == DOC_DUPLICATE) {
         metrics_counter_inc(p->duplicates);
+    } else if (rc == DOC_NO_MEMORY) {
+        partition_resync(p, b->partition, "out of memory");
     } else if (rc < 0) {
         metrics_counter_inc(p->apply_errors);
         log_error("engine: %s %s: cannot apply event %s (offset %lld)", it->ops->kind,

@@ -46,7 +46,7 @@
 typedef struct pipeline pipeline_t;
 typedef struct batch batch_t;
 
-enum { DOC_APPLIED = 0, DOC_DUPLICATE = 1 };
+enum { DOC_APPLIED = 0, DOC_DUPLICATE = 1, DOC_NO_MEMORY = -2 };
 
 /* A document model: one kind of subject's state, stored as one JSON value. */
 typedef struct {
@@ -55,7 +55,9 @@ typedef struct {
     void *(*create)(const char *subject, void *ctx);
     /* Replaces doc with the stored JSON. 0, or -1 with err (the document is then empty). */
     int (*load)(void *doc, const char *json, size_t len, char *err, size_t errlen);
-    /* DOC_APPLIED, DOC_DUPLICATE (nothing changed), or a negative error (logged, skipped). */
+    /* DOC_APPLIED, DOC_DUPLICATE (nothing changed), DOC_NO_MEMORY (nothing changed: the
+     * partition is read again from its applied offset), or another negative error (logged,
+     * skipped). */
     int (*apply)(void *doc, const event_t *ev, int64_t offset, void *ctx);
     /* Writes the document. 0, or -1 when it does not fit in cap. */
     int (*serialize)(const void *doc, char *buf, size_t cap, size_t *len, void *ctx);

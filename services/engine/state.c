@@ -1,9 +1,10 @@
 /* state.c - one customer's state: applying events to it, and its JSON document. See state.h
  * for the model and the document's summary fields.
  *
- * Applying an event is a handful of scans over small fixed arrays (the contact ring is the
- * largest, 128 entries) plus one short text for the timeline; nothing is allocated. The
- * document is written by hand into the caller's buffer, numbers from integers (money in
+ * Applying an event is a handful of scans over small arrays (the contact ring is the
+ * largest, up to 128 entries) plus one short text for the timeline; a ring's array grows
+ * (customer_reserve) only while the customer's history fills it, so most events allocate
+ * nothing. The document is written by hand into the caller's buffer, numbers from integers (money in
  * cents, scores in fixed decimals) so that no printf runs per number, and read back with
  * cJSON, which happens once per customer when the engine first loads it from Redis. */
 #include "state.h"
@@ -16,6 +17,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HOUR_MS (60 * 60 * INT64_C(1000))
@@ -25,7 +27,6 @@
 #define BUCKET_MS (STATE_BUCKET_DAYS * STATE_DAY_MS)
 #define BUCKETS_90D 9  /* the clock's bucket and the 8 before it */
 #define BUCKETS_12M 36 /* the clock's bucket and the 35 before it */
-#define BUCKET_EMPTY INT32_MIN
 
 /* Bounds a document's numbers must stay in when read back (they bound what apply can make:
  * amounts are at most 1e12 per order, times within years 0000-9999). */
@@ -57,6 +58,8 @@ const char *state_strerror(int code)
         return "buffer too small for the document";
     case STATE_EDOCUMENT:
         return "not a valid customer document";
+    case STATE_ENOMEM:
+        return "out of memory";
     default:
         return "unknown error";
     }
@@ -143,12 +146,6 @@ static int32_t bucket_of(int64_t t)
     return (int32_t)(t % BUCKET_MS < 0 ? b - 1 : b); /* floor, for times before 1970 */
 }
 
-static int bucket_slot(int32_t bucket)
-{
-    int s = bucket % STATE_MONEY_BUCKETS;
-    return s < 0 ? s + STATE_MONEY_BUCKETS : s;
-}
-
 /* Copies s (NUL-terminated, NULL as "") into dst of size cap, cut at a character boundary.
  * Every string copied here was checked by event_parse against a bound no larger than cap. */
 static void copy_text(char *dst, size_t cap, const char *s)
@@ -230,13 +227,24 @@ static void customer_set_empty(customer_t *c)
     c->last_order_ms = STATE_TIME_NONE;
     c->nps_last = -1;
     c->contact.queued_ms = c->contact.started_ms = STATE_TIME_NONE;
-    for (int i = 0; i < STATE_MONEY_BUCKETS; i++)
-        c->money[i].bucket = BUCKET_EMPTY;
+}
+
+void customer_release(customer_t *c)
+{
+    free(c->profile.preferences);
+    free(c->contacts);
+    free(c->complaints.times_ms);
+    free(c->failed_payments.times_ms);
+    free(c->cancel_signals.times_ms);
+    free(c->money);
+    free(c->orders);
+    free(c->event_ids);
+    memset(c, 0, sizeof *c);
 }
 
 static void customer_clear(customer_t *c)
 {
-    memset(c, 0, sizeof *c);
+    customer_release(c);
     customer_set_empty(c);
 }
 
@@ -253,19 +261,145 @@ int customer_init_zeroed(customer_t *c, const char *id)
 
 int customer_init(customer_t *c, const char *id)
 {
-    memset(c, 0, sizeof *c);
+    customer_release(c);
     return customer_init_zeroed(c, id);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Ring arrays: each ring's entries live in a heap array that doubles, from RING_FIRST
+ * entries, up to the ring's bound. Apply reserves room for what an event can add before it
+ * changes anything (customer_reserve), so the adders below never allocate.
+ * ------------------------------------------------------------------------------------------ */
+
+#define RING_FIRST 4
+
+/* Room for need entries (clamped to max) in items, an array of *cap entries of size bytes
+ * (NULL while *cap is 0). Returns the array, moved or not, or NULL out of memory (items and
+ * *cap are then unchanged). */
+static void *ring_reserve(void *items, int *cap, int need, int max, size_t size)
+{
+    if (need > max) need = max;
+    if (need <= *cap) return items;
+    int n = *cap ? *cap : RING_FIRST;
+    while (n < need)
+        n *= 2;
+    if (n > max) n = max;
+    void *grown = realloc(items, (size_t)n * size);
+    if (grown) *cap = n;
+    return grown;
+}
+
+static bool reserve_marks(state_marks_t *m, int need)
+{
+    void *p = ring_reserve(m->times_ms, &m->cap, need, STATE_MARKS_MAX, sizeof *m->times_ms);
+    if (p) m->times_ms = p;
+    return p != NULL;
+}
+
+static bool reserve_contacts(customer_t *c, int need)
+{
+    void *p = ring_reserve(c->contacts, &c->contacts_cap, need, STATE_CONTACTS_MAX,
+                           sizeof *c->contacts);
+    if (p) c->contacts = p;
+    return p != NULL;
+}
+
+static bool reserve_money(customer_t *c, int need)
+{
+    void *p = ring_reserve(c->money, &c->money_cap, need, STATE_MONEY_BUCKETS, sizeof *c->money);
+    if (p) c->money = p;
+    return p != NULL;
+}
+
+static bool reserve_orders(customer_t *c, int need)
+{
+    void *p = ring_reserve(c->orders, &c->orders_cap, need, STATE_ORDERS_MAX, sizeof *c->orders);
+    if (p) c->orders = p;
+    return p != NULL;
+}
+
+static bool reserve_event_ids(customer_t *c, int need)
+{
+    void *p = ring_reserve(c->event_ids, &c->event_ids_cap, need, STATE_EVENT_IDS,
+                           sizeof *c->event_ids);
+    if (p) c->event_ids = p;
+    return p != NULL;
+}
+
+/* The marks an event of this type adds to, or NULL. */
+static state_marks_t *event_marks(customer_t *c, const event_t *ev)
+{
+    switch (ev->type) {
+    case EVENT_COMPLAINT_FILED: return &c->complaints;
+    case EVENT_PAYMENT_FAILED: return &c->failed_payments;
+    case EVENT_WEB_VISITED:
+    case EVENT_SUBSCRIPTION_CHANGED: return &c->cancel_signals;
+    default: return NULL;
+    }
+}
+
+/* Room for everything ev can add: its id, and one entry in each ring its type touches
+ * (a contact event: a contact and, for its channel's cost, a money bucket; an order event:
+ * an order and a bucket). Returns false out of memory; what was reserved stays (unused
+ * room changes nothing). */
+static bool customer_reserve(customer_t *c, const event_t *ev)
+{
+    state_marks_t *marks = event_marks(c, ev);
+    bool contact = ev->type >= EVENT_CONTACT_QUEUED && ev->type <= EVENT_SENTIMENT_SAMPLED;
+    bool order = ev->type == EVENT_ORDER_PLACED || ev->type == EVENT_ORDER_UPDATED;
+    return reserve_event_ids(c, c->n_event_ids + 1) &&
+           (!marks || reserve_marks(marks, marks->n + 1)) &&
+           (!contact || reserve_contacts(c, c->n_contacts + 1)) &&
+           (!order || reserve_orders(c, c->n_orders + 1)) &&
+           (!(contact || order) || reserve_money(c, c->n_money + 1));
+}
+
+/* A copy of s (at most max bytes, cut at a character boundary) on the heap, or NULL. */
+static char *text_dup(const char *s, size_t max)
+{
+    char *copy = malloc(max + 1);
+    if (copy) copy_text(copy, max + 1, s);
+    return copy;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Money, marks, contacts, orders
+ * ------------------------------------------------------------------------------------------ */
+
+/* The money bucket numbered b, or NULL. */
+static state_money_bucket_t *money_find(const customer_t *c, int32_t b)
+{
+    for (int i = 0; i < c->n_money; i++)
+        if (c->money[i].bucket == b) return &c->money[i];
+    return NULL;
+}
+
+/* A new bucket numbered b, in order. Buckets out of the ring go first: the ring holds at
+ * most STATE_MONEY_BUCKETS numbers as of the clock, b among them, so there is room. */
+static state_money_bucket_t *money_insert(customer_t *c, int32_t b)
+{
+    int32_t oldest = bucket_of(c->clock_ms) - STATE_MONEY_BUCKETS + 1;
+    int kept = 0, at;
+    for (int i = 0; i < c->n_money; i++)
+        if (c->money[i].bucket >= oldest) c->money[kept++] = c->money[i];
+    c->n_money = kept;
+    if (kept >= c->money_cap) return NULL; /* not reserved: cannot happen (customer_reserve) */
+    for (at = kept; at > 0 && c->money[at - 1].bucket > b; at--)
+        c->money[at] = c->money[at - 1];
+    c->money[at] = (state_money_bucket_t){.bucket = b};
+    c->n_money++;
+    return &c->money[at];
+}
+
 /* Adds to the bucket of time t; a time older than the ring is forgotten. The clock is
- * already at least t, so the slot holds either bucket t's or an older one to recycle. */
+ * already at least t. */
 static void money_add(customer_t *c, int64_t t, int64_t revenue, int64_t margin, int orders,
                       int64_t cost)
 {
     int32_t b = bucket_of(t);
     if (b <= bucket_of(c->clock_ms) - STATE_MONEY_BUCKETS) return;
-    state_money_bucket_t *m = &c->money[bucket_slot(b)];
-    if (m->bucket != b) *m = (state_money_bucket_t){.bucket = b};
+    state_money_bucket_t *m = money_find(c, b);
+    if (!m && !(m = money_insert(c, b))) return;
     m->revenue_cents = clamp_cents(m->revenue_cents + revenue);
     m->margin_cents = clamp_cents(m->margin_cents + margin);
     m->cost_cents = clamp_cents(m->cost_cents + cost);
@@ -278,7 +412,7 @@ static void money_add(customer_t *c, int64_t t, int64_t revenue, int64_t margin,
 static void marks_add(state_marks_t *m, int64_t t, int64_t clock, int64_t keep_ms)
 {
     if (!in_window(t, clock, keep_ms)) return;
-    if (m->n < STATE_MARKS_MAX) {
+    if (m->n < m->cap) { /* room reserved while the ring is below its bound */
         m->times_ms[m->n++] = t;
         return;
     }
@@ -319,7 +453,7 @@ static state_contact_t *contact_touch(customer_t *c, uint64_t h, int64_t t, bool
     *is_new = true;
     if (!in_window(t, c->clock_ms, CONTACT_KEEP_MS)) return NULL;
     state_contact_t *k;
-    if (c->n_contacts < STATE_CONTACTS_MAX)
+    if (c->n_contacts < c->contacts_cap) /* room reserved while below the bound */
         k = &c->contacts[c->n_contacts++];
     else if (oldest->first_ms < t || !in_window(oldest->first_ms, c->clock_ms, CONTACT_KEEP_MS))
         k = oldest;
@@ -365,7 +499,7 @@ static state_order_t *order_find(customer_t *c, const char *id)
 static state_order_t *order_add(customer_t *c, const char *id, int status, int64_t t)
 {
     state_order_t *o = NULL;
-    if (c->n_orders < STATE_ORDERS_MAX) {
+    if (c->n_orders < c->orders_cap) { /* room reserved while below the bound */
         o = &c->orders[c->n_orders++];
     } else {
         for (int i = 0; i < c->n_orders; i++) {
@@ -794,8 +928,6 @@ static void apply_profile(customer_t *c, const event_customer_profile_t *d)
     if (d->segment) copy_text(c->profile.segment, sizeof c->profile.segment, d->segment);
     if (d->language) copy_text(c->profile.language, sizeof c->profile.language, d->language);
     if (d->has_since) c->profile.since_ms = d->since_ms;
-    if (d->preferences)
-        copy_text(c->profile.preferences, sizeof c->profile.preferences, d->preferences);
 }
 
 static void apply_subscription(customer_t *c, const event_t *ev, apply_result_t *res)
@@ -861,6 +993,7 @@ static bool seen_event_id(const customer_t *c, uint64_t h)
 
 static void remember_event_id(customer_t *c, uint64_t h)
 {
+    if (c->event_ids_next >= c->event_ids_cap) return; /* not reserved: cannot happen */
     c->event_ids[c->event_ids_next] = h;
     c->event_ids_next = (c->event_ids_next + 1) % STATE_EVENT_IDS;
     if (c->n_event_ids < STATE_EVENT_IDS) c->n_event_ids++;
@@ -876,6 +1009,17 @@ int customer_apply(customer_t *c, const event_t *ev, int64_t offset, const state
     uint64_t id_hash = state_hash(ev->id);
     if ((offset != STATE_NO_OFFSET && offset <= c->last_offset) || seen_event_id(c, id_hash))
         return STATE_DUPLICATE;
+    const char *prefs = ev->type == EVENT_CUSTOMER_PROFILE ? ev->data.customer_profile.preferences
+                                                           : NULL;
+    char *prefs_copy = prefs ? text_dup(prefs, EVENT_PREFERENCES_MAX) : NULL;
+    if ((prefs && !prefs_copy) || !customer_reserve(c, ev)) {
+        free(prefs_copy);
+        return STATE_ENOMEM;
+    }
+    if (prefs_copy) {
+        free(c->profile.preferences);
+        c->profile.preferences = prefs_copy;
+    }
 
     remember_event_id(c, id_hash);
     if (offset != STATE_NO_OFFSET) c->last_offset = offset;
@@ -934,9 +1078,9 @@ static void count_contacts(const customer_t *c, int64_t as_of, state_counts_t *o
 static void count_money(const customer_t *c, int64_t as_of, state_counts_t *out)
 {
     int32_t now = bucket_of(as_of), clock = bucket_of(c->clock_ms);
-    for (int i = 0; i < STATE_MONEY_BUCKETS; i++) {
+    for (int i = 0; i < c->n_money; i++) {
         const state_money_bucket_t *m = &c->money[i];
-        if (m->bucket == BUCKET_EMPTY || m->bucket > now || now - m->bucket >= BUCKETS_12M ||
+        if (m->bucket > now || now - m->bucket >= BUCKETS_12M ||
             clock - m->bucket >= BUCKETS_12M) /* out of the ring: not in the document */
             continue;
         int32_t age = now - m->bucket;
@@ -1218,7 +1362,7 @@ static void write_profile(jw_t *w, const customer_t *c)
     JW_LIT(w, ",\"since\":");
     jw_time(w, c->profile.since_ms);
     JW_LIT(w, ",\"preferences\":");
-    if (c->profile.preferences[0]) /* compact JSON text, checked when it came in */
+    if (c->profile.preferences) /* compact JSON text, checked when it came in */
         jw_raw(w, c->profile.preferences, strlen(c->profile.preferences));
     else
         JW_LIT(w, "null");
@@ -1480,9 +1624,9 @@ static void write_buckets(jw_t *w, const customer_t *c)
     int32_t now = bucket_of(c->clock_ms);
     bool first = true;
     JW_LIT(w, ",\"m\":[");
-    for (int i = 0; i < STATE_MONEY_BUCKETS; i++) {
+    for (int i = 0; i < c->n_money; i++) {
         const state_money_bucket_t *m = &c->money[i];
-        if (m->bucket == BUCKET_EMPTY || now - m->bucket >= BUCKETS_12M ||
+        if (now - m->bucket >= BUCKETS_12M ||
             (!m->revenue_cents && !m->margin_cents && !m->orders && !m->cost_cents))
             continue;
         jw_cstr(w, first ? "[" : ",[");
@@ -1610,6 +1754,7 @@ typedef struct {
     char *err;
     size_t errlen;
     customer_t *c;
+    bool out_of_memory;
 } reader_t;
 
 static int bad(reader_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1624,6 +1769,12 @@ static int bad(reader_t *r, const char *fmt, ...)
         va_end(ap);
     }
     return STATE_EDOCUMENT;
+}
+
+static int no_memory(reader_t *r)
+{
+    r->out_of_memory = true;
+    return bad(r, "document: out of memory");
 }
 
 static const cJSON *member(const cJSON *obj, const char *name)
@@ -1787,7 +1938,7 @@ static int read_profile(reader_t *r, const cJSON *root)
         strlen(text) > EVENT_PREFERENCES_MAX || !is_text(text))
         return bad(r, "profile.preferences: must be an object of at most %d bytes or null",
                    EVENT_PREFERENCES_MAX);
-    memcpy(c->profile.preferences, text, strlen(text) + 1);
+    if (!(c->profile.preferences = text_dup(text, EVENT_PREFERENCES_MAX))) return no_memory(r);
     return 0;
 }
 
@@ -1906,7 +2057,9 @@ static int read_ids(reader_t *r, const cJSON *w)
     if (len % HASH_TEXT_LEN || len / HASH_TEXT_LEN > STATE_EVENT_IDS)
         return bad(r, "w.ids: must be a string of at most %d ids of %d characters", STATE_EVENT_IDS,
                    HASH_TEXT_LEN);
-    c->n_event_ids = (int)(len / HASH_TEXT_LEN);
+    int n = (int)(len / HASH_TEXT_LEN);
+    if (n && !reserve_event_ids(c, n)) return no_memory(r);
+    c->n_event_ids = n;
     for (int i = 0; i < c->n_event_ids; i++)
         if (!hash_from_text(ids->valuestring + i * HASH_TEXT_LEN, &c->event_ids[i]))
             return bad(r, "w.ids: id %d is not base64url", i);
@@ -1919,8 +2072,11 @@ static int read_contacts(reader_t *r, const cJSON *w)
     customer_t *c = r->c;
     const cJSON *list = member(w, "c");
     char path[32];
-    if (read_array(r, list, "w.c", STATE_CONTACTS_MAX, &c->n_contacts) < 0) return -1;
-    for (int i = 0; i < c->n_contacts; i++) {
+    int count;
+    if (read_array(r, list, "w.c", STATE_CONTACTS_MAX, &count) < 0) return -1;
+    if (count && !reserve_contacts(c, count)) return no_memory(r);
+    for (c->n_contacts = 0; c->n_contacts < count; c->n_contacts++) {
+        int i = c->n_contacts;
         const cJSON *item = cJSON_GetArrayItem(list, i);
         state_contact_t *k = &c->contacts[i];
         int64_t flags, sum, n;
@@ -1953,8 +2109,11 @@ static int read_marks(reader_t *r, const cJSON *w, const char *name, state_marks
     const cJSON *list = member(w, name);
     char path[32];
     snprintf(path, sizeof path, "w.%s", name);
-    if (read_array(r, list, path, STATE_MARKS_MAX, &m->n) < 0) return -1;
-    for (int i = 0; i < m->n; i++) {
+    int n;
+    if (read_array(r, list, path, STATE_MARKS_MAX, &n) < 0) return -1;
+    if (n && !reserve_marks(m, n)) return no_memory(r);
+    for (m->n = 0; m->n < n; m->n++) {
+        int i = m->n;
         snprintf(path, sizeof path, "w.%s[%d]", name, i);
         if (read_age(r, cJSON_GetArrayItem(list, i), path, &m->times_ms[i]) < 0) return -1;
         if (!in_window(m->times_ms[i], r->c->clock_ms, keep_ms))
@@ -1971,6 +2130,7 @@ static int read_buckets(reader_t *r, const cJSON *w)
     char path[32];
     int n;
     if (read_array(r, list, "w.m", STATE_MONEY_BUCKETS, &n) < 0) return -1;
+    if (n && !reserve_money(c, n)) return no_memory(r);
     for (int i = 0; i < n; i++) {
         const cJSON *item = cJSON_GetArrayItem(list, i);
         int64_t b, orders;
@@ -1978,10 +2138,9 @@ static int read_buckets(reader_t *r, const cJSON *w)
         if (read_tuple(r, item, path, 5) < 0 ||
             read_int(r, cJSON_GetArrayItem(item, 0), path, now - BUCKETS_12M + 1, now, &b) < 0)
             return -1;
-        state_money_bucket_t *m = &c->money[bucket_slot((int32_t)b)];
-        if (m->bucket != BUCKET_EMPTY)
+        if (money_find(c, (int32_t)b))
             return bad(r, "%s: bucket %lld given twice", path, (long long)b);
-        m->bucket = (int32_t)b;
+        state_money_bucket_t *m = money_insert(c, (int32_t)b);
         if (read_int(r, cJSON_GetArrayItem(item, 1), path, -CENTS_MAX, CENTS_MAX,
                      &m->revenue_cents) < 0 ||
             read_int(r, cJSON_GetArrayItem(item, 2), path, -CENTS_MAX, CENTS_MAX,
@@ -2027,10 +2186,14 @@ static int read_orders(reader_t *r, const cJSON *w)
     customer_t *c = r->c;
     const cJSON *list = member(w, "o");
     char path[32];
-    if (read_array(r, list, "w.o", STATE_ORDERS_MAX, &c->n_orders) < 0) return -1;
-    for (int i = 0; i < c->n_orders; i++) {
-        snprintf(path, sizeof path, "w.o[%d]", i);
-        if (read_order(r, cJSON_GetArrayItem(list, i), path, &c->orders[i]) < 0) return -1;
+    int n;
+    if (read_array(r, list, "w.o", STATE_ORDERS_MAX, &n) < 0) return -1;
+    if (n && !reserve_orders(c, n)) return no_memory(r);
+    for (c->n_orders = 0; c->n_orders < n; c->n_orders++) {
+        snprintf(path, sizeof path, "w.o[%d]", c->n_orders);
+        if (read_order(r, cJSON_GetArrayItem(list, c->n_orders), path, &c->orders[c->n_orders]) <
+            0)
+            return -1;
     }
     return 0;
 }
@@ -2134,7 +2297,7 @@ int customer_from_json(customer_t *c, const char *json, size_t len, char *err, s
     }
     if (rc < 0) {
         customer_clear(c);
-        return STATE_EDOCUMENT;
+        return r.out_of_memory ? STATE_ENOMEM : STATE_EDOCUMENT;
     }
     return 0;
 }

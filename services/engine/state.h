@@ -1,8 +1,16 @@
 /* state.h - one customer's state: what the engine knows about a customer, updated in place by
  * each of the customer's events and written to Redis as one JSON document.
  *
- * A customer_t is a fixed-size struct (about 10 KiB, see sizeof) of bounded rings: applying
- * an event allocates nothing. Everything is pure: no I/O, no wall clock. Time is event time:
+ * A customer_t is a small struct (about 1.8 KiB, see sizeof) whose bounded rings live in heap
+ * arrays that grow (by doubling) up to their bound as the customer's history fills them: a
+ * customer with a few events costs about 2 KiB, not the 10 KiB that every ring at its bound
+ * would take (measured: a cached customer's memory was a large part of the engine's CPU, the
+ * kernel zeroing fresh pages, and of its RSS). The rings an event can grow are reserved
+ * before it changes anything, so that running out of memory (STATE_ENOMEM) leaves the
+ * customer as it was. A customer_t is therefore either all zero bytes or set up by
+ * customer_init / customer_init_zeroed / customer_from_json, and customer_release gives back
+ * what it holds; a struct copy would share its arrays (do not copy one).
+ * Everything is pure: no I/O, no wall clock. Time is event time:
  * the customer's clock is the newest event time applied, and every window ("30 days") is
  * measured back from a given instant (the clock, for the document), so replaying the same
  * events in the same order gives the same state and the same document.
@@ -135,6 +143,7 @@ typedef enum {
     STATE_EINVAL = -1,    /* not this customer's event, not a customer event, or a bad argument */
     STATE_ENOSPC = -2,    /* customer_to_json: the buffer is too small */
     STATE_EDOCUMENT = -3, /* customer_from_json: not a valid version-1 document */
+    STATE_ENOMEM = -4,    /* out of memory: nothing changed */
 } state_err_t;
 
 /* Returns a static string describing a state_err_t. */
@@ -197,8 +206,8 @@ typedef struct {
 } state_contact_t;
 
 typedef struct {
-    int n;
-    int64_t times_ms[STATE_MARKS_MAX]; /* unordered */
+    int n, cap;
+    int64_t *times_ms; /* cap entries (at most STATE_MARKS_MAX), unordered */
 } state_marks_t;
 
 typedef struct {
@@ -266,17 +275,20 @@ typedef struct {
         char segment[EVENT_SHORT_TEXT_MAX + 1];
         char language[EVENT_LANGUAGE_MAX + 1];
         int64_t since_ms;
-        char preferences[EVENT_PREFERENCES_MAX + 1]; /* compact JSON object text */
+        char *preferences; /* compact JSON object text (at most EVENT_PREFERENCES_MAX bytes),
+                              or NULL when unknown */
     } profile;
 
-    int n_contacts;
-    state_contact_t contacts[STATE_CONTACTS_MAX]; /* unordered */
+    /* Rings: n entries in an array of cap (NULL while 0), at most the bound each names. */
+    int n_contacts, contacts_cap;
+    state_contact_t *contacts; /* STATE_CONTACTS_MAX, unordered */
     state_marks_t complaints, failed_payments, cancel_signals;
-    state_money_bucket_t money[STATE_MONEY_BUCKETS];
+    int n_money, money_cap;
+    state_money_bucket_t *money; /* STATE_MONEY_BUCKETS, by bucket number, oldest first */
     int64_t last_order_ms;
     int64_t mrr_cents;
-    int n_orders;
-    state_order_t orders[STATE_ORDERS_MAX]; /* unordered */
+    int n_orders, orders_cap;
+    state_order_t *orders; /* STATE_ORDERS_MAX, unordered */
 
     bool has_sentiment;
     int16_t sentiment_last; /* thousandths */
@@ -285,8 +297,8 @@ typedef struct {
 
     state_current_contact_t contact;
 
-    int n_event_ids, event_ids_next; /* a ring in apply order */
-    uint64_t event_ids[STATE_EVENT_IDS];
+    int n_event_ids, event_ids_next, event_ids_cap; /* a ring in apply order: it wraps only */
+    uint64_t *event_ids;                            /* once it holds STATE_EVENT_IDS */
 
     int32_t timeline_len; /* entries in the timeline list in Redis (STATE_TIMELINE_MAX) */
 
@@ -322,17 +334,21 @@ typedef struct {
 
 #define STATE_ORDER_STATUS_NONE (-2)
 
-/* Empties c and gives it an id: 1-STATE_ID_MAX bytes (an event subject; "partner:<id>" makes
- * it a partner). id is copied. Returns 0, or STATE_EINVAL for a bad id (c is then empty). */
+/* Empties c (all zero bytes, or a customer: what it holds is released) and gives it an id:
+ * 1-STATE_ID_MAX bytes (an event subject; "partner:<id>" makes it a partner). id is copied.
+ * Returns 0, or STATE_EINVAL for a bad id (c is then empty). */
 int customer_init(customer_t *c, const char *id);
 /* customer_init for a customer_t whose bytes are all zero already (fresh memory from mmap):
  * writes only what must not be zero, so that untouched pages stay unmapped. */
 int customer_init_zeroed(customer_t *c, const char *id);
+/* Frees what c holds and leaves it all zero bytes (ready for customer_init_zeroed). */
+void customer_release(customer_t *c);
 
 /* Applies one parsed event at Kafka offset (or STATE_NO_OFFSET) to the customer it is about
  * (ev->subject must equal c->id). Returns STATE_APPLIED with *res filled, STATE_DUPLICATE
- * (nothing changed; *res says only the type), or STATE_EINVAL for another customer's event or
- * an agent.state event (agents are not customers; nothing changed). ev and cfg are borrowed
+ * (nothing changed; *res says only the type), STATE_EINVAL for another customer's event or
+ * an agent.state event (agents are not customers; nothing changed), or STATE_ENOMEM (nothing
+ * changed). ev and cfg are borrowed
  * for the call; *res points into ev. Scores are not updated here: see scores_update. */
 int customer_apply(customer_t *c, const event_t *ev, int64_t offset, const state_config_t *cfg,
                    apply_result_t *res);
@@ -371,9 +387,10 @@ int64_t customer_rule_last_fired(const customer_t *c, const char *rule_id);
 int customer_to_json(const customer_t *c, const state_config_t *cfg, char *buf, size_t cap,
                      size_t *len);
 
-/* Reads a document (json, len bytes, need not be NUL-terminated) into c, replacing it.
- * Returns 0, or STATE_EDOCUMENT with one line in err naming the bad field ("w.c[3]: channel
- * must be a channel name"); c is then empty (customer_init state with no id). What
+/* Reads a document (json, len bytes, need not be NUL-terminated) into c (all zero bytes, or a
+ * customer: replaced). Returns 0, or STATE_EDOCUMENT with one line in err naming the bad field
+ * ("w.c[3]: channel must be a channel name"), or STATE_ENOMEM; c is then empty (customer_init
+ * state with no id). What
  * customer_to_json wrote reads back exactly: writing it again gives the same bytes. The
  * derived fields (counts, money but mrr and last_order, open_orders) are not read. */
 int customer_from_json(customer_t *c, const char *json, size_t len, char *err, size_t errlen);

@@ -398,7 +398,7 @@ static void event_id_remembered_for_64_events(void **state)
 static void agent_state_event_rejected(void **state)
 {
     parse_event("x", "agent:a-9", "agent.state", T0, "{\"agent_id\":\"a-9\",\"state\":\"busy\"}");
-    customer_t agent;
+    static customer_t agent; /* all zero: customer_init takes a zeroed or set-up customer */
     assert_int_equal(customer_init(&agent, "agent:a-9"), STATE_EINVAL);
     assert_int_equal(customer_apply(&cust, &ev, 1, &cfg, &res), STATE_EINVAL);
     assert_int_equal(cust.clock_ms, STATE_TIME_NONE);
@@ -799,7 +799,7 @@ static void json_round_trip_with_scores_is_exact(void **state)
 /* A customer read back from its document goes on exactly as one that never left memory. */
 static void resumed_customer_applies_like_the_original(void **state)
 {
-    customer_t *resumed = malloc(sizeof *resumed);
+    customer_t *resumed = calloc(1, sizeof *resumed);
     assert_non_null(resumed);
     build_rich_customer(&cust);
     size_t len = to_json(&cust, doc);
@@ -830,7 +830,116 @@ static void resumed_customer_applies_like_the_original(void **state)
     to_json(&cust, doc);
     to_json(resumed, doc2);
     assert_string_equal(doc2, doc);
+    customer_release(resumed);
     free(resumed);
+}
+
+/* ---- Memory: rings grow with the customer's history; running out changes nothing */
+
+/* Allocation failures on demand: this test links with --wrap=malloc,--wrap=realloc
+ * (tests/CMakeLists.txt), so the engine's own calls come here. */
+static int allocations_before_failure = -1; /* -1: never fail */
+
+void *__real_malloc(size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+static bool allocation_fails(void)
+{
+    if (allocations_before_failure < 0) return false;
+    return allocations_before_failure-- == 0;
+}
+
+void *__wrap_malloc(size_t size)
+{
+    return allocation_fails() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+    return allocation_fails() ? NULL : __real_realloc(p, size);
+}
+
+static void small_customer_holds_small_rings(void **state)
+{
+    queued("k-1", T0, "phone", "billing");
+    assert_int_equal(cust.n_contacts, 1);
+    assert_int_equal(cust.contacts_cap, 4);
+    assert_int_equal(cust.event_ids_cap, 4);
+    assert_int_equal(cust.orders_cap, 0);
+    assert_null(cust.orders);
+    assert_int_equal(cust.complaints.cap, 0);
+    assert_int_equal(cust.money_cap, 4); /* the phone call's cost to serve */
+    assert_true(sizeof(customer_t) < 2048);
+    for (int i = 2; i <= 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "k-%d", i);
+        queued(id, T0 + i, "phone", NULL);
+    }
+    assert_int_equal(cust.contacts_cap, 8);
+    assert_int_equal(cust.event_ids_cap, 8);
+    assert_int_equal(counts().contacts_30d, 5);
+}
+
+/* Each allocation an event can need fails in turn: the event is refused with STATE_ENOMEM,
+ * the document is unchanged, and the same event applies once memory is back. */
+static void out_of_memory_changes_nothing(void **state)
+{
+    for (int i = 1; i <= 4; i++) { /* every ring at its first capacity, full */
+        char id[16];
+        snprintf(id, sizeof id, "k-%d", i - 1);
+        queued(id, T0 + i * HOUR, "chat", NULL);
+    }
+    size_t len = to_json(&cust, doc);
+    (void)len;
+    const char *events[][2] = {
+        {"contact.queued", "{\"contact_id\":\"k-9\",\"channel\":\"fax\",\"queue\":\"q\"}"},
+        {"order.placed", "{\"order_id\":\"o-1\",\"amount\":10,\"currency\":\"EUR\"}"},
+        {"complaint.filed", "{\"category\":\"billing\",\"severity\":\"high\"}"},
+        {"customer.profile", "{\"name\":\"Ada\",\"preferences\":{\"channel\":\"chat\"}}"},
+    };
+    for (size_t e = 0; e < sizeof events / sizeof events[0]; e++) {
+        char id[32];
+        snprintf(id, sizeof id, "oom-%zu", e);
+        parse_event(id, SUBJECT, events[e][0], T0 + DAY, events[e][1]);
+        int rc, fail_at;
+        for (fail_at = 0;; fail_at++) {
+            allocations_before_failure = fail_at;
+            rc = customer_apply(&cust, &ev, next_offset, &cfg, &res);
+            allocations_before_failure = -1;
+            if (rc != STATE_ENOMEM) break;
+            to_json(&cust, doc2);
+            assert_string_equal(doc2, doc);
+        }
+        assert_int_equal(rc, STATE_APPLIED);
+        assert_true(fail_at > 0); /* the event needed memory, and went without it first */
+        next_offset++;
+        to_json(&cust, doc);
+    }
+    assert_string_equal(cust.profile.preferences, "{\"channel\":\"chat\"}");
+    assert_int_equal(counts().complaints_90d, 1);
+    assert_int_equal(counts().contacts_30d, 5);
+}
+
+static void out_of_memory_reading_a_document_is_not_a_bad_document(void **state)
+{
+    build_rich_customer(&cust);
+    size_t len = to_json(&cust, doc);
+    int rc, fail_at;
+    for (fail_at = 0;; fail_at++) {
+        allocations_before_failure = fail_at;
+        rc = customer_from_json(&other, doc, len, err, sizeof err);
+        allocations_before_failure = -1;
+        if (rc != STATE_ENOMEM) break;
+        assert_string_equal(err, "document: out of memory");
+        assert_int_equal(other.n_contacts, 0);
+        assert_null(other.contacts);
+    }
+    assert_int_equal(rc, 0);
+    assert_true(fail_at > 0);
+    to_json(&other, doc2);
+    assert_string_equal(doc2, doc);
 }
 
 static void heavy_customer_document_stays_bounded(void **state)
@@ -1016,6 +1125,9 @@ int main(void)
         cmocka_unit_test_setup(abandoned_counts_in_7_days, setup),
         cmocka_unit_test_setup(windows_follow_event_time_not_wall_clock, setup),
         cmocka_unit_test_setup(contact_ring_keeps_newest_128, setup),
+        cmocka_unit_test_setup(small_customer_holds_small_rings, setup),
+        cmocka_unit_test_setup(out_of_memory_changes_nothing, setup),
+        cmocka_unit_test_setup(out_of_memory_reading_a_document_is_not_a_bad_document, setup),
         cmocka_unit_test_setup(cost_to_serve_counts_each_contact_once, setup),
         cmocka_unit_test_setup(cancel_signals_from_web_and_subscription, setup),
         cmocka_unit_test_setup(complaints_and_failed_payments_have_their_windows, setup),
