@@ -132,10 +132,12 @@ start_all() {
     brokers=$(cat "$RUN/kafka.bootstrap")
     for svc in "${SERVICES[@]}"; do
         [ -x "$BUILD/bin/integral-$svc" ] || continue
-        local secret=()
-        [ "$svc" != gateway ] || secret=(INTEGRAL_GATEWAY_JWT_SECRET="$(jwt_secret)")
+        local extra=()
+        [ "$svc" != gateway ] || extra=(INTEGRAL_GATEWAY_JWT_SECRET="$(jwt_secret)")
+        # The engine's heap on transparent huge pages (services/engine/README.md, "Memory").
+        [ "$svc" != engine ] || extra=(GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}")
         start_binary "$svc" INTEGRAL_KAFKA_BROKERS="$brokers" INTEGRAL_REDIS_HOST=127.0.0.1 \
-            INTEGRAL_REDIS_PORT="$REDIS_PORT" "${secret[@]}"
+            INTEGRAL_REDIS_PORT="$REDIS_PORT" "${extra[@]}"
         wait_healthy "$svc" "$(http_port "$svc")" "$RUN/$svc.pid"
     done
     status

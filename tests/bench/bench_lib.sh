@@ -100,7 +100,8 @@ start_devbroker() {
 }
 
 # start_engine PREFIX: integral-engine (config/engine.json, rules and model from config/)
-# against $BROKERS and the Redis on $REDIS_PORT, files PREFIXengine.*. Sets ENGINE_HTTP and
+# against $BROKERS and the Redis on $REDIS_PORT, files PREFIXengine.*, its heap on huge pages
+# as deploy/integral.sh starts it (GLIBC_TUNABLES, unless set). Sets ENGINE_HTTP and
 # ENGINE_PID; does not wait (wait_ready). ENGINE_WRAPPER, when set, is a command the engine
 # runs under (e.g. "valgrind --tool=callgrind --collect-atstart=no": see README.md).
 start_engine() {
@@ -114,6 +115,7 @@ start_engine() {
         INTEGRAL_ENGINE_MODEL_FILE="$ROOT/config/model.json" \
         INTEGRAL_ENGINE_CACHE_MAX_DOCUMENTS="$CACHE_MAX" \
         INTEGRAL_KAFKA_FETCH_WAIT_MAX_MS="$FETCH_WAIT_MS" \
+        GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}" \
         ${REDIS_TIMEOUT_MS:+INTEGRAL_REDIS_COMMAND_TIMEOUT_MS="$REDIS_TIMEOUT_MS"} \
         setsid ${ENGINE_WRAPPER:-} "$ENGINE_BIN" --config config/engine.json \
         </dev/null >"${prefix}engine.out" 2>"${prefix}engine.log" 9>&-) &

@@ -170,6 +170,7 @@ seed=$SEED
 fetch_wait_ms=$FETCH_WAIT_MS
 latency=$LATENCY
 redis_command_timeout_ms=${REDIS_TIMEOUT_MS:-config}
+engine_glibc_tunables=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 git_rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 nproc=$(nproc)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')

@@ -304,10 +304,42 @@ static void watch_list_follows_entries(void **state)
     cache_close(&cache);
 }
 
+/* Eviction takes the least recently used entries, never a pinned or loading one. */
+static void eviction_takes_least_recently_used_unpinned_ready(void **state)
+{
+    (void)state;
+    cache_t cache;
+    assert_int_equal(cache_init(&cache, 3), 0);
+    cache_entry_t *e[6];
+    for (int i = 0; i < 6; i++) {
+        char subject[16];
+        snprintf(subject, sizeof subject, "s%d", i);
+        e[i] = cache_add(&cache, subject, 0, NULL, free_doc);
+        e[i]->state = i == 2 ? CACHE_LOADING : CACHE_READY;
+    }
+    e[3]->pins = 1;
+    assert_ptr_equal(cache_find(&cache, "s0"), e[0]); /* the oldest, found again */
+    assert_null(cache_find(&cache, "s9"));
+    cache_trim(&cache); /* 6 > 3: s1, s4, s5 go; s0 was used last, s2 loads, s3 is pinned */
+    assert_int_equal(cache.count, 3);
+    assert_int_equal(cache.evictions, 3);
+    assert_ptr_equal(cache_find(&cache, "s0"), e[0]); /* spared */
+    assert_null(cache_find(&cache, "s1"));
+    assert_null(cache_find(&cache, "s4"));
+    assert_null(cache_find(&cache, "s5"));
+    assert_non_null(cache_add(&cache, "s6", 0, NULL, free_doc));
+    cache_trim(&cache); /* 4 > 3: s0 is the only one that can go */
+    assert_null(cache_find(&cache, "s0"));
+    assert_non_null(cache_find(&cache, "s6"));
+    assert_int_equal(cache.count, 3);
+    cache_close(&cache);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test(name)
     const struct CMUnitTest tests[] = {
+        T(eviction_takes_least_recently_used_unpinned_ready),
         T(one_write_is_mset_pairs_then_operations),
         T(merged_writes_keep_each_document_once_with_its_newest_value),
         T(many_merged_writes_dedupe_every_key),
