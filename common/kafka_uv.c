@@ -2,7 +2,11 @@
  *
  * Measured facts this file relies on (shared/notes/event-loop.md, kafka-devbroker.md):
  *  - the io-event write happens only when a queue goes from empty to non-empty, so a wakeup
- *    that stops at the batch cap must re-arm itself (a uv_idle) until the queue is empty;
+ *    that stops at the batch cap must re-arm itself (a uv_idle) until the queue is empty, and
+ *    a queue that holds something before its io-event is enabled (a log line rd_kafka_new
+ *    queued, e.g. a CONFWARN for a kafka.properties key of the other client kind) never
+ *    signals: we signal once ourselves after enabling it (measured: without that, no delivery
+ *    report ever reached the loop and the engine held every event in flight);
  *  - an eventfd needs an 8-byte io-event payload, a pipe one byte;
  *  - rebalance, error and log callbacks run inside rd_kafka_consumer_poll, on the loop;
  *  - rd_kafka_offsets_store stores exactly the offset given: the next one to read, hence + 1;
@@ -368,8 +372,10 @@ int kafka_consumer_new(kafka_consumer_t **out, uv_loop_t *loop, const kafka_conf
     rd_kafka_poll_set_consumer(c->rk);          /* main queue (errors, logs) -> consumer queue */
     rd_kafka_set_log_queue(c->rk, NULL);        /* logs are served on the loop too */
     c->queue = rd_kafka_queue_get_consumer(c->rk);
-    /* Enable the io-event on the final, forwarded-to queue only. */
+    /* Enable the io-event on the final, forwarded-to queue only; serve what it holds. */
     rd_kafka_queue_io_event_enable(c->queue, c->pipe_fds[1], "1", 1);
+    ssize_t signalled = write(c->pipe_fds[1], "1", 1);
+    (void)signalled; /* a full pipe has a wakeup pending already */
     uv_poll_init(loop, &c->poll, c->pipe_fds[0]);
     uv_idle_init(loop, &c->rearm);
     uv_timer_init(loop, &c->tick);
@@ -689,6 +695,8 @@ static int producer_instance_new(kafka_producer_t *p, char *err, size_t errlen)
     inst->queue = rd_kafka_queue_get_main(inst->rk);
     uint64_t one = 1; /* an eventfd takes an 8-byte increment */
     rd_kafka_queue_io_event_enable(inst->queue, inst->efd, &one, sizeof one);
+    ssize_t signalled = write(inst->efd, &one, sizeof one); /* serve what it holds already */
+    (void)signalled; /* only fails at a counter near 2^64: a wakeup is pending then */
     uv_poll_init(p->loop, &inst->poll, inst->efd);
     inst->poll.data = inst;
     uv_poll_start(&inst->poll, UV_READABLE, on_producer_readable);

@@ -402,6 +402,45 @@ static void fatal_producer_error_recreates_and_loses_nothing(void **state)
     free(t);
 }
 
+/* librdkafka queues a log line while rd_kafka_new creates the producer (here: a CONFWARN for a
+ * consumer-only property); its io-event fires only when the queue goes from empty to
+ * non-empty, so the delivery reports behind that line must still reach the loop. */
+static void on_log_delivery_deadline(uv_timer_t *timer)
+{
+    uv_stop(timer->loop);
+}
+
+static void deliveries_arrive_behind_a_log_line_from_creation(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fixture_init(&f);
+    stop_deadline(&f);
+    f.kafka.properties = "queued.max.messages.kbytes=4096"; /* a consumer property */
+    produce_wait_t w = {20, 0};
+    kafka_producer_t *p;
+    char err[512];
+    assert_int_equal(kafka_producer_new(&p, &f.loop, &f.kafka, on_wait_delivery, &w, err,
+                                        sizeof err),
+                     0);
+    for (int i = 0; i < w.target; i++) {
+        char value[64];
+        int vl = snprintf(value, sizeof value, "%s:log:%d", f.nonce, i);
+        assert_int_equal(kafka_producer_send(p, "it-kafka-count", RD_KAFKA_PARTITION_UA, "k", 1,
+                                             value, (size_t)vl, NULL, NULL),
+                         0);
+    }
+    uv_timer_t deadline;
+    uv_timer_init(&f.loop, &deadline);
+    uv_timer_start(&deadline, on_log_delivery_deadline, 15000, 0);
+    uv_unref((uv_handle_t *)&deadline);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_int_equal(w.delivered, w.target); /* before: 0, the loop never woke */
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+}
+
 int main(void)
 {
     log_setup("it_kafka", LOG_LEVEL_INFO, false);
@@ -409,6 +448,7 @@ int main(void)
         cmocka_unit_test(ten_thousand_keyed_messages_none_lost),
         cmocka_unit_test(failed_effect_rewind_redelivers_the_message),
         cmocka_unit_test(fatal_producer_error_recreates_and_loses_nothing),
+        cmocka_unit_test(deliveries_arrive_behind_a_log_line_from_creation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
