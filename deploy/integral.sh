@@ -12,7 +12,8 @@
 # files and the Kafka bootstrap list. Ports can be changed with environment variables:
 #   INTEGRAL_RUN_DIR (./run)  INTEGRAL_BUILD_DIR (./build)  INTEGRAL_REDIS_PORT (6390)
 # The HTTP port of each service is in its config file, config/<service>.json.
-# The embedded Kafka is in memory and for development only: stopping it loses every topic.
+# The embedded Kafka is in memory and for development only: stopping it loses every topic,
+# so a start with a fresh broker starts Redis empty too (the earlier data: RUN/redis.previous).
 # The gateway's token secret is made once, at random, in RUN/jwt.secret; demo tokens for a
 # few agents and a supervisor are printed with the web UI's addresses.
 set -euo pipefail
@@ -121,9 +122,27 @@ print_demo() {
         "$port" "$token"
 }
 
+# The embedded Kafka starts empty. Redis data of an earlier run holds applied offsets of a log
+# that is gone, and the engine would skip every new event below them (measured: a restarted
+# stack counted 44,827 skipped events and applied none): a fresh broker gets a fresh Redis.
+# The earlier data is kept in RUN/redis.previous.
+reset_redis_for_fresh_broker() {
+    pid_alive "$RUN/devbroker.pid" && return 0
+    if pid_alive "$RUN/redis.pid"; then
+        redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+        stop_pid redis-server "$RUN/redis.pid"
+    fi
+    if [ -d "$RUN/redis" ] && [ -n "$(ls -A "$RUN/redis")" ]; then
+        rm -rf "$RUN/redis.previous"
+        mv "$RUN/redis" "$RUN/redis.previous"
+        log "the embedded Kafka starts empty, so Redis does too (the earlier data: $RUN/redis.previous)"
+    fi
+}
+
 start_all() {
     mkdir -p "$RUN"
     build
+    reset_redis_for_fresh_broker
     start_redis
     rm -f "$RUN/kafka.bootstrap"
     start_binary devbroker INTEGRAL_BROKER_BOOTSTRAP_FILE="$RUN/kafka.bootstrap"
