@@ -51,6 +51,7 @@ typedef struct partition {
     batch_t *head, *tail;    /* sealed batches, oldest first */
     struct flight *flight;   /* the partition's write in flight (NULL: none) */
     bool waiting_bytes;      /* in the pipeline's queue of writes waiting for room */
+    bool said_log_behind;    /* since the claim: warn_if_log_behind logged */
 } partition_t;
 
 /* One write in flight: the consecutive batches of one partition it covers, oldest first. */
@@ -676,6 +677,7 @@ static void on_claimed(void *data, int status, int64_t epoch, int64_t applied,
     }
     part->epoch = epoch;
     part->applied = applied;
+    part->said_log_behind = false;
     if (applied < 0)
         log_info("engine: partition %d claimed (epoch %lld), nothing applied yet: from the "
                  "beginning",
@@ -1086,6 +1088,26 @@ static bool key_is_subject(const rd_kafka_message_t *m, const char *subject)
     return m->key && m->key_len == n && memcmp(m->key, subject, n) == 0;
 }
 
+/* A message below the applied offset is normal just after a claim: fetched before the seek
+ * took effect. From a log that ends below the applied offset it is not: the topic was
+ * recreated or the broker lost data, and every event of the partition below the offset Redis
+ * holds will be skipped. Logged once per claim, from the consumer's cached watermarks. */
+static void warn_if_log_behind(pipeline_t *p, partition_t *part)
+{
+    int64_t low, high;
+    if (part->said_log_behind || !p->consumer ||
+        rd_kafka_get_watermark_offsets(kafka_consumer_rk(p->consumer), p->opts.topic, part->id,
+                                       &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0 || high >= part->applied)
+        return;
+    part->said_log_behind = true;
+    log_error("engine: partition %d: Redis holds applied offset %lld but the log ends at %lld: "
+              "the topic was recreated or the broker lost data; its events below %lld are "
+              "skipped (integral_engine_skipped_total)",
+              (int)part->id, (long long)part->applied, (long long)high,
+              (long long)part->applied);
+}
+
 void pipeline_on_message(kafka_consumer_t *c, rd_kafka_message_t *m, void *data)
 {
     pipeline_t *p = data;
@@ -1093,8 +1115,10 @@ void pipeline_on_message(kafka_consumer_t *c, rd_kafka_message_t *m, void *data)
     if (!part || part->state != PARTITION_ACTIVE || m->offset < part->applied) {
         /* Fetched before a pause or seek took effect, or already applied: not ours to
          * process now, and not marked done. */
-        if (part && part->state == PARTITION_ACTIVE)
+        if (part && part->state == PARTITION_ACTIVE) {
             metrics_counter_inc(p->skipped_applied);
+            warn_if_log_behind(p, part);
+        }
         rd_kafka_message_destroy(m);
         return;
     }

@@ -72,7 +72,7 @@ topics() {
     list+=",it-gw-feedback:2,it-sim-a:1,it-sim-b:1,it-single:1,it-retention:1,it-kafka-count:6,it-kafka-rewind:2,it-kafka-kill:6"
     local t
     for t in rules:4 dlq:4 replay:4 kill:8 split:8 rebalance:8 fence:2 reload:2 redis:4 \
-             livequeue:2 writes:2 gw:4 gwmany:8 browser:4 sim:4; do
+             livequeue:2 writes:2 gw:4 gwmany:8 browser:4 sim:4 behind:1; do
         list+=",it-eng-${t%%:*}:${t##*:},it-eng-${t%%:*}-alerts:4,it-eng-${t%%:*}-dlq:2"
         list+=",it-eng-${t%%:*}-assign:2"
     done
