@@ -4,9 +4,9 @@
  * Applying an event is a handful of scans over small arrays (the contact ring is the
  * largest, up to 128 entries) plus one short text for the timeline; a ring's array grows
  * (customer_reserve) only while the customer's history fills it, so most events allocate
- * nothing. The document is written by hand into the caller's buffer, numbers from integers (money in
- * cents, scores in fixed decimals) so that no printf runs per number, and read back with
- * cJSON, which happens once per customer when the engine first loads it from Redis. */
+ * nothing. The document is written by hand into the caller's buffer, numbers from integers
+ * (money in cents, scores in fixed decimals) so that no printf runs per number, and read back
+ * with cJSON, which happens once per customer when the engine first loads it from Redis. */
 #include "state.h"
 
 #include "expr.h" /* expr__utf8_char_len */
@@ -278,6 +278,7 @@ int customer_init(customer_t *c, const char *id)
  * *cap are then unchanged). */
 static void *ring_reserve(void *items, int *cap, int need, int max, size_t size)
 {
+    if (need < 1) need = 1; /* so that a non-NULL array comes back */
     if (need > max) need = max;
     if (need <= *cap) return items;
     int n = *cap ? *cap : RING_FIRST;
@@ -2141,6 +2142,7 @@ static int read_buckets(reader_t *r, const cJSON *w)
         if (money_find(c, (int32_t)b))
             return bad(r, "%s: bucket %lld given twice", path, (long long)b);
         state_money_bucket_t *m = money_insert(c, (int32_t)b);
+        if (!m) return no_memory(r); /* reserved above: cannot happen */
         if (read_int(r, cJSON_GetArrayItem(item, 1), path, -CENTS_MAX, CENTS_MAX,
                      &m->revenue_cents) < 0 ||
             read_int(r, cJSON_GetArrayItem(item, 2), path, -CENTS_MAX, CENTS_MAX,
