@@ -315,6 +315,141 @@ int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, redis_uv_closed_cb c
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Reply objects, kept for reuse
+ *
+ * hiredis 0.14 callocs every reply and mallocs every string of one, then frees both as soon
+ * as the callback returned. A transaction of n commands makes 2n replies (n QUEUED, then an
+ * EXEC of n elements), so that was most of the engine's allocator traffic and, with the
+ * large EXEC arrays, what made glibc consolidate its fast bins (tests/bench/README.md,
+ * session 8). These functions build the same redisReply objects, which callers read as
+ * usual, from a per-thread list of freed ones, with strings of up to REPLY_INLINE bytes
+ * inside the object. Per thread because hiredis's freeObject gets no context; the list is
+ * bounded, and freed with the thread's last client.
+ * ---------------------------------------------------------------------------------------- */
+
+#define REPLY_INLINE 39   /* "QUEUED", "OK", an epoch, a key: most replies fit */
+#define SPARE_REPLIES_MAX 4096
+
+typedef struct pooled_reply {
+    redisReply reply; /* first: what hiredis and the callbacks see */
+    struct pooled_reply *next_spare;
+    char text[REPLY_INLINE + 1];
+} pooled_reply_t;
+
+static _Thread_local pooled_reply_t *spare_replies;
+static _Thread_local size_t n_spare_replies;
+static _Thread_local size_t clients_on_thread;
+
+static void release_spare_replies(void)
+{
+    while (spare_replies) {
+        pooled_reply_t *p = spare_replies;
+        spare_replies = p->next_spare;
+        free(p);
+    }
+    n_spare_replies = 0;
+}
+
+/* A reply of type, linked into its parent array as hiredis's own functions do; NULL out of
+ * memory (hiredis then fails the connection with "Out of memory"). The type is given: the
+ * task's is the wire's ('$' for a nil bulk string, '*' for a nil array). */
+static redisReply *reply_new(const redisReadTask *task, int type)
+{
+    pooled_reply_t *p = spare_replies;
+    if (p) {
+        spare_replies = p->next_spare;
+        n_spare_replies--;
+    } else if (!(p = malloc(sizeof *p))) {
+        return NULL;
+    }
+    p->reply = (redisReply){.type = type};
+    if (task->parent) {
+        redisReply *parent = task->parent->obj;
+        assert(parent->type == REDIS_REPLY_ARRAY && (size_t)task->idx < parent->elements);
+        parent->element[task->idx] = &p->reply;
+    }
+    return &p->reply;
+}
+
+static void reply_free(void *obj)
+{
+    redisReply *r = obj;
+    if (!r)
+        return;
+    pooled_reply_t *p = container_of(r, pooled_reply_t, reply);
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; r->element && i < r->elements; i++)
+            reply_free(r->element[i]);
+        free(r->element);
+    } else if (r->str && r->str != p->text) {
+        free(r->str);
+    }
+    if (n_spare_replies >= SPARE_REPLIES_MAX) {
+        free(p);
+        return;
+    }
+    p->next_spare = spare_replies;
+    spare_replies = p;
+    n_spare_replies++;
+}
+
+static void *reply_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = reply_new(task, task->type); /* string, status or error */
+    if (!r)
+        return NULL;
+    pooled_reply_t *p = container_of(r, pooled_reply_t, reply);
+    char *text = len <= REPLY_INLINE ? p->text : malloc(len + 1);
+    if (!text) {
+        reply_free(r); /* its str is still NULL */
+        return NULL;
+    }
+    memcpy(text, str, len);
+    text[len] = '\0';
+    r->str = text;
+    r->len = len;
+    return r;
+}
+
+static void *reply_array(const redisReadTask *task, int elements)
+{
+    redisReply *r = reply_new(task, REDIS_REPLY_ARRAY);
+    if (!r)
+        return NULL;
+    if (elements > 0) {
+        /* calloc: hiredis frees an array it could not fill (an error midway) */
+        r->element = calloc((size_t)elements, sizeof *r->element);
+        if (!r->element) {
+            reply_free(r);
+            return NULL;
+        }
+    }
+    r->elements = (size_t)(elements > 0 ? elements : 0);
+    return r;
+}
+
+static void *reply_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = reply_new(task, REDIS_REPLY_INTEGER);
+    if (r)
+        r->integer = value;
+    return r;
+}
+
+static void *reply_nil(const redisReadTask *task)
+{
+    return reply_new(task, REDIS_REPLY_NIL);
+}
+
+static redisReplyObjectFunctions pooled_replies = {
+    .createString = reply_string,
+    .createArray = reply_array,
+    .createInteger = reply_integer,
+    .createNil = reply_nil,
+    .freeObject = reply_free,
+};
+
+/* ------------------------------------------------------------------------------------------
  * Client
  * ---------------------------------------------------------------------------------------- */
 
@@ -586,6 +721,7 @@ static void start_attempt(redis_client_t *c)
         attempt_failed(c, uv_strerror(rc));
         return;
     }
+    ac->c.reader->fn = &pooled_replies; /* no reply was read yet */
     c->adapters++;
     ac->data = c;
     c->ac = ac;
@@ -672,6 +808,9 @@ static void client_free(redis_client_t *c)
     free(c->pending);
     free((char *)c->opts.host);
     free(c);
+    /* Its contexts, and the replies they held, are gone (maybe_finish). */
+    if (--clients_on_thread == 0)
+        release_spare_replies();
 }
 
 static void on_timer_closed(uv_handle_t *handle)
@@ -756,6 +895,7 @@ int redis_client_new(redis_client_t **out, uv_loop_t *loop, const redis_client_o
     c->retry_timer.data = c;
     c->watchdog.data = c;
     c->timers_open = 2;
+    clients_on_thread++;
     uv_timer_start(&c->retry_timer, on_retry, 0, 0); /* first attempt on the next iteration */
     *out = c;
     return 0;
@@ -829,19 +969,31 @@ static bool command_arg(const char *cmd, size_t len, int i, const char **arg, si
     return true;
 }
 
-static bool arg_is(const char *arg, size_t len, const char *word)
+typedef struct {
+    const char *text;
+    size_t len;
+} word_t;
+
+#define WORD(w) {w, sizeof w - 1}
+
+static bool arg_is(const char *arg, size_t len, word_t word)
 {
-    return strlen(word) == len && strncasecmp(arg, word, len) == 0;
+    return word.len == len && strncasecmp(arg, word.text, len) == 0;
 }
 
 /* Commands that break one reply per command: pub/sub and MONITOR push replies nobody asked
  * for, replication streams one, CLIENT REPLY OFF|SKIP suppresses them, HELLO 3 switches to
- * RESP3 that 0.14 cannot parse. */
+ * RESP3 that 0.14 cannot parse. Every command goes through this check: the lengths are
+ * compared first. */
 static bool command_refused(const char *cmd, size_t len)
 {
-    static const char *const refused[] = {"subscribe",   "psubscribe",   "ssubscribe",
-                                          "unsubscribe", "punsubscribe", "sunsubscribe",
-                                          "monitor",     "sync",         "psync"};
+    static const word_t refused[] = {WORD("subscribe"),   WORD("psubscribe"),
+                                     WORD("ssubscribe"),  WORD("unsubscribe"),
+                                     WORD("punsubscribe"), WORD("sunsubscribe"),
+                                     WORD("monitor"),     WORD("sync"),
+                                     WORD("psync")};
+    static const word_t client = WORD("client"), reply = WORD("reply"), hello = WORD("hello"),
+                        two = WORD("2");
     const char *name, *arg;
     size_t name_len, arg_len;
     if (!command_arg(cmd, len, 0, &name, &name_len))
@@ -849,10 +1001,10 @@ static bool command_refused(const char *cmd, size_t len)
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (arg_is(name, name_len, refused[i]))
             return true;
-    if (arg_is(name, name_len, "client"))
-        return command_arg(cmd, len, 1, &arg, &arg_len) && arg_is(arg, arg_len, "reply");
-    if (arg_is(name, name_len, "hello"))
-        return command_arg(cmd, len, 1, &arg, &arg_len) && !arg_is(arg, arg_len, "2");
+    if (arg_is(name, name_len, client))
+        return command_arg(cmd, len, 1, &arg, &arg_len) && arg_is(arg, arg_len, reply);
+    if (arg_is(name, name_len, hello))
+        return command_arg(cmd, len, 1, &arg, &arg_len) && !arg_is(arg, arg_len, two);
     return false;
 }
 

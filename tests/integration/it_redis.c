@@ -264,6 +264,109 @@ static void commands_and_pipelining(void **state)
     it_finish(&t);
 }
 
+/* Replies of every kind, nested, through the client's reply objects (redis_uv.c keeps them
+ * for reuse, with short strings inside the object): each round must read back exactly, so
+ * an object or string that outlived its reply, or a length that came from the previous one,
+ * shows here. */
+#define NESTED_ROUNDS 3000
+static const char nested_script[] =
+    "return {tonumber(ARGV[1]), ARGV[2], string.rep('x', tonumber(ARGV[1]) % 90), false,"
+    " {redis.status_reply('QUEUED'), {tonumber(ARGV[1]) * 2}, ''}, redis.error_reply('ERR r'..ARGV[1])}";
+
+typedef struct {
+    it_t *t;
+    long bad;
+} nested_check_t;
+
+static bool is_string(const redisReply *r, int type, const char *want, size_t len)
+{
+    return r && r->type == type && r->len == len && memcmp(r->str, want, len) == 0 &&
+           r->str[len] == '\0';
+}
+
+static bool nested_reply_is(const redisReply *r, long i)
+{
+    char text[32], xs[96];
+    size_t text_len = (size_t)snprintf(text, sizeof text, "round-%ld", i);
+    size_t n_x = (size_t)(i % 90);
+    memset(xs, 'x', n_x);
+    char err[32];
+    size_t err_len = (size_t)snprintf(err, sizeof err, "ERR r%ld", i);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6)
+        return false;
+    const redisReply *inner = r->element[4];
+    return r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == i &&
+           is_string(r->element[1], REDIS_REPLY_STRING, text, text_len) &&
+           is_string(r->element[2], REDIS_REPLY_STRING, xs, n_x) &&
+           r->element[3]->type == REDIS_REPLY_NIL && inner->type == REDIS_REPLY_ARRAY &&
+           inner->elements == 3 && is_string(inner->element[0], REDIS_REPLY_STATUS, "QUEUED", 6) &&
+           inner->element[1]->type == REDIS_REPLY_ARRAY && inner->element[1]->elements == 1 &&
+           inner->element[1]->element[0]->integer == 2 * i &&
+           is_string(inner->element[2], REDIS_REPLY_STRING, "", 0) &&
+           is_string(r->element[5], REDIS_REPLY_ERROR, err, err_len);
+}
+
+static void on_nested(redis_client_t *c, redisReply *r, void *data)
+{
+    (void)c;
+    nested_check_t *n = data;
+    if (!nested_reply_is(r, n->t->replies))
+        n->bad++;
+    n->t->replies++;
+}
+
+/* EXEC of INCR on a string (fails inside the transaction) and GET. */
+static void on_exec_reply(redis_client_t *c, redisReply *r, void *data)
+{
+    (void)c;
+    nested_check_t *n = data;
+    n->t->replies++;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              r->element[0]->type == REDIS_REPLY_ERROR &&
+              strstr(r->element[0]->str, "not an integer") &&
+              is_string(r->element[1], REDIS_REPLY_STRING, "text", 4);
+    n->bad += !ok;
+}
+
+static void replies_of_every_kind_read_back_exactly(void **state)
+{
+    it_t t;
+    redis_client_options_t opts = default_options(&t);
+    opts.max_pending = 2 * NESTED_ROUNDS;
+    it_start(&t, &opts);
+    IT_WAIT_FOR(&t, STATE(&t) == REDIS_STATE_READY, 5000);
+    nested_check_t n = {&t, 0};
+    for (long i = 0; i < NESTED_ROUNDS; i++) {
+        char arg[24], text[32];
+        snprintf(arg, sizeof arg, "%ld", i);
+        snprintf(text, sizeof text, "round-%ld", i);
+        /* the first half all at once (objects from the allocator), the rest one by one
+         * (objects reused) */
+        assert_int_equal(redis_client_command(t.c, on_nested, &n, "EVAL %s 0 %s %s",
+                                              nested_script, arg, text),
+                         0);
+        if (i >= NESTED_ROUNDS / 2)
+            IT_WAIT_FOR(&t, t.replies == i + 1, 5000);
+    }
+    IT_WAIT_FOR(&t, t.replies == NESTED_ROUNDS, 10000);
+    assert_int_equal(n.bad, 0);
+
+    /* A transaction: QUEUED statuses, then EXEC's array with a failed command in it. */
+    roundtrip(&t, "SET it_redis:tx text");
+    roundtrip(&t, "MULTI");
+    assert_string_equal(t.last_str, "OK");
+    roundtrip(&t, "INCR it_redis:tx");
+    assert_string_equal(t.last_str, "QUEUED");
+    roundtrip(&t, "GET it_redis:tx");
+    assert_string_equal(t.last_str, "QUEUED");
+    long before = t.replies;
+    n.bad = 0;
+    assert_int_equal(redis_client_command(t.c, on_exec_reply, &n, "EXEC"), 0);
+    IT_WAIT_FOR(&t, t.replies == before + 1, 5000);
+    assert_int_equal(n.bad, 0);
+    it_finish(&t);
+}
+
 /* Values of several MB: the socket takes each command in many writes, the rest waiting in
  * the adapter's own queue (redis_uv.c, write_output); commands queued meanwhile follow in
  * order. */
@@ -511,6 +614,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(commands_and_pipelining, teardown_test),
+        cmocka_unit_test_teardown(replies_of_every_kind_read_back_exactly, teardown_test),
         cmocka_unit_test_teardown(large_commands_are_sent_whole_and_in_order, teardown_test),
         cmocka_unit_test_teardown(close_while_ready_answers_pending_commands, teardown_test),
         cmocka_unit_test_teardown(function_libraries_are_loaded, teardown_test),
