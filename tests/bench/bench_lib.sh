@@ -49,7 +49,9 @@ wait_ready() {
 }
 
 # start_redis PREFIX: redis-server on a free port, data in $RUN/redis, files PREFIXredis.*;
-# settings as deploy/integral.sh (config/redis.conf; appendonly $AOF). Sets REDIS_PORT, REDIS_PID.
+# settings as deploy/integral.sh (config/redis.conf; appendonly $AOF), then the lines of
+# $BENCH_REDIS_CONF if set (experiments, e.g. 'auto-aof-rewrite-percentage 0'; params.env
+# records them). Sets REDIS_PORT, REDIS_PID.
 start_redis() {
     local prefix=$1
     REDIS_PORT=$(free_port)
@@ -63,6 +65,7 @@ dir $RUN/redis
 logfile ${prefix}redis.log
 include $ROOT/config/redis.conf
 appendonly $AOF
+${BENCH_REDIS_CONF:-}
 CONF
     redis-server "${prefix}redis.conf" 9>&- || die "redis-server did not start (log: ${prefix}redis.log)"
     for _ in $(seq 100); do

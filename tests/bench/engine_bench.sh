@@ -15,6 +15,9 @@
 #    (config/engine.json, rules and model from config/, kafka.fetch_wait_max_ms from
 #    --fetch-wait-ms), and waits until the engine is ready (group joined, partitions claimed).
 #    --redis-timeout-ms overrides redis.command_timeout_ms (config/engine.json: 5000).
+#    Environment for experiments (both recorded in params.env): BENCH_REDIS_CONF, lines
+#    appended to Redis's configuration (e.g. 'auto-aof-rewrite-percentage 0'); GLIBC_TUNABLES
+#    for the engine (default glibc.malloc.hugetlb=1, as deploy/integral.sh).
 # 3. Phase 1, throughput: produces --events events over --customers customers as fast as
 #    possible and times first produce -> every partition's end offset applied in Redis.
 # 4. Phase 2, latency: produces at --latency-rate events/s for --latency-seconds (fresh ids)
@@ -171,6 +174,7 @@ fetch_wait_ms=$FETCH_WAIT_MS
 latency=$LATENCY
 redis_command_timeout_ms=${REDIS_TIMEOUT_MS:-config}
 engine_glibc_tunables=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
+bench_redis_conf='$(printf %s "${BENCH_REDIS_CONF:-}" | tr "\n" ";")'
 git_rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 nproc=$(nproc)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
