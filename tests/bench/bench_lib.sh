@@ -51,7 +51,8 @@ wait_ready() {
 # start_redis PREFIX: redis-server on a free port, data in $RUN/redis, files PREFIXredis.*;
 # settings as deploy/integral.sh (config/redis.conf; appendonly $AOF), then the lines of
 # $BENCH_REDIS_CONF if set (experiments, e.g. 'auto-aof-rewrite-percentage 0'; params.env
-# records them). Sets REDIS_PORT, REDIS_PID.
+# records them). REDIS_WRAPPER, when set, is a command put in front of redis-server (e.g.
+# 'taskset -c 1'). Sets REDIS_PORT, REDIS_PID.
 start_redis() {
     local prefix=$1
     REDIS_PORT=$(free_port)
@@ -67,7 +68,7 @@ include $ROOT/config/redis.conf
 appendonly $AOF
 ${BENCH_REDIS_CONF:-}
 CONF
-    redis-server "${prefix}redis.conf" 9>&- || die "redis-server did not start (log: ${prefix}redis.log)"
+    ${REDIS_WRAPPER:-} redis-server "${prefix}redis.conf" 9>&- || die "redis-server did not start (log: ${prefix}redis.log)"
     for _ in $(seq 100); do
         redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
         sleep 0.1

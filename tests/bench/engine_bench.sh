@@ -175,6 +175,7 @@ latency=$LATENCY
 redis_command_timeout_ms=${REDIS_TIMEOUT_MS:-config}
 engine_glibc_tunables=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 bench_redis_conf='$(printf %s "${BENCH_REDIS_CONF:-}" | tr "\n" ";")'
+bench_redis_wrapper='${REDIS_WRAPPER:-}'
 git_rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 nproc=$(nproc)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
