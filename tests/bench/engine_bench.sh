@@ -15,9 +15,10 @@
 #    (config/engine.json, rules and model from config/, kafka.fetch_wait_max_ms from
 #    --fetch-wait-ms), and waits until the engine is ready (group joined, partitions claimed).
 #    --redis-timeout-ms overrides redis.command_timeout_ms (config/engine.json: 5000).
-#    Environment for experiments (both recorded in params.env): BENCH_REDIS_CONF, lines
-#    appended to Redis's configuration (e.g. 'auto-aof-rewrite-percentage 0'); GLIBC_TUNABLES
-#    for the engine (default glibc.malloc.hugetlb=1, as deploy/integral.sh).
+#    Environment for experiments (all recorded in params.env): BENCH_REDIS_CONF, lines
+#    appended to Redis's configuration (e.g. 'auto-aof-rewrite-percentage 0'); REDIS_WRAPPER,
+#    a command put in front of redis-server (e.g. 'taskset -c 1'); GLIBC_TUNABLES for the
+#    engine (default glibc.malloc.hugetlb=1, as deploy/integral.sh).
 # 3. Phase 1, throughput: produces --events events over --customers customers as fast as
 #    possible and times first produce -> every partition's end offset applied in Redis.
 # 4. Phase 2, latency: produces at --latency-rate events/s for --latency-seconds (fresh ids)
