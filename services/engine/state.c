@@ -1375,15 +1375,15 @@ static void write_factors(jw_t *w, const state_factor_t *f, int n)
     jw_char(w, '[');
     for (int i = 0; i < n; i++) {
         if (i) jw_char(w, ',');
-        JW_LIT(w, "{\"feature\":");
+        jw_char(w, '[');
         jw_str(w, f[i].feature);
-        JW_LIT(w, ",\"value\":");
+        jw_char(w, ',');
         jw_fixed(w, f[i].value, 4);
-        JW_LIT(w, ",\"weight\":");
+        jw_char(w, ',');
         jw_fixed(w, f[i].weight, 4);
-        JW_LIT(w, ",\"contribution\":");
+        jw_char(w, ',');
         jw_fixed(w, f[i].contribution, 4);
-        jw_char(w, '}');
+        jw_char(w, ']');
     }
     jw_char(w, ']');
 }
@@ -1712,7 +1712,7 @@ int customer_to_json(const customer_t *c, const state_config_t *cfg, char *buf, 
     state_counts_t n;
     customer_counts(c, c->clock_ms, &n);
 
-    JW_LIT(&w, "{\"v\":1,\"id\":");
+    JW_LIT(&w, "{\"v\":2,\"id\":");
     jw_str(&w, c->id);
     jw_cstr(&w,
             c->is_partner ? ",\"partner\":true,\"updated\":" : ",\"partner\":false,\"updated\":");
@@ -1902,7 +1902,7 @@ static int read_header(reader_t *r, const cJSON *root)
     int64_t v;
     char id[STATE_ID_MAX + 1];
     bool partner = false;
-    if (read_int(r, member(root, "v"), "v", 1, 1, &v) < 0 ||
+    if (read_int(r, member(root, "v"), "v", 1, 2, &v) < 0 ||
         read_string(r, member(root, "id"), "id", false, true, id, sizeof id) < 0)
         return -1;
     if (customer_init(c, id) < 0) return bad(r, "id: not a customer id");
@@ -1951,12 +1951,20 @@ static int read_factors(reader_t *r, const cJSON *list, const char *name, state_
     for (int i = 0; i < *n; i++) {
         const cJSON *item = cJSON_GetArrayItem(list, i);
         snprintf(path, sizeof path, "factors.%s[%d]", name, i);
-        if (!cJSON_IsObject(item)) return bad(r, "%s: must be an object", path);
-        if (read_string(r, member(item, "feature"), path, false, true, f[i].feature,
-                        sizeof f[i].feature) < 0 ||
-            read_number(r, member(item, "value"), path, -1e16, 1e16, &f[i].value) < 0 ||
-            read_number(r, member(item, "weight"), path, -1e16, 1e16, &f[i].weight) < 0 ||
-            read_number(r, member(item, "contribution"), path, -1e16, 1e16, &f[i].contribution) < 0)
+        const cJSON *parts[4];
+        if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 4) { /* version 2 */
+            for (int k = 0; k < 4; k++)
+                parts[k] = cJSON_GetArrayItem(item, k);
+        } else if (cJSON_IsObject(item)) { /* version 1 */
+            parts[0] = member(item, "feature"), parts[1] = member(item, "value");
+            parts[2] = member(item, "weight"), parts[3] = member(item, "contribution");
+        } else {
+            return bad(r, "%s: must be [feature, value, weight, contribution]", path);
+        }
+        if (read_string(r, parts[0], path, false, true, f[i].feature, sizeof f[i].feature) < 0 ||
+            read_number(r, parts[1], path, -1e16, 1e16, &f[i].value) < 0 ||
+            read_number(r, parts[2], path, -1e16, 1e16, &f[i].weight) < 0 ||
+            read_number(r, parts[3], path, -1e16, 1e16, &f[i].contribution) < 0)
             return -1;
     }
     return 0;

@@ -356,8 +356,35 @@ int gwstore_record(redis_client_t *r, const char *alert_id, const char *agent, i
     return send_argv(r, on_done_reply, (void (*)(void))cb, data, argc, argv, lens);
 }
 
-/* The document parsed, without "w", with the entries as "timeline"; NULL when it is not a
- * JSON object (an entry that is not JSON is left out). */
+/* The engine writes each factor as [feature, value, weight, contribution] (document version
+ * 2, services/engine/state.h): clients get the objects they always had. A factor already an
+ * object (version 1) or of another shape is left as it is. */
+static void expand_factors(cJSON *doc)
+{
+    static const char *const names[] = {"feature", "value", "weight", "contribution"};
+    cJSON *factors = cJSON_GetObjectItemCaseSensitive(doc, "factors");
+    if (!cJSON_IsObject(factors))
+        return;
+    for (cJSON *list = factors->child; list; list = list->next) {
+        if (!cJSON_IsArray(list))
+            continue;
+        int i = 0;
+        for (cJSON *item = list->child; item; item = item->next, i++) {
+            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 4)
+                continue;
+            cJSON *object = cJSON_CreateObject();
+            if (!object)
+                return;
+            for (int k = 0; k < 4; k++)
+                cJSON_AddItemToObject(object, names[k], cJSON_DetachItemFromArray(item, 0));
+            cJSON_ReplaceItemInArray(list, i, object); /* frees item */
+            item = object;
+        }
+    }
+}
+
+/* The document parsed, without "w", with its factors as objects and the entries as
+ * "timeline"; NULL when it is not a JSON object (an entry that is not JSON is left out). */
 static cJSON *customer_from_reply(const redisReply *r)
 {
     cJSON *doc = cJSON_ParseWithLength(r->element[0]->str, (size_t)r->element[0]->len);
@@ -366,6 +393,7 @@ static cJSON *customer_from_reply(const redisReply *r)
         return NULL;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(doc, "w");
+    expand_factors(doc);
     cJSON_DeleteItemFromObjectCaseSensitive(doc, "timeline");
     cJSON *timeline = cJSON_AddArrayToObject(doc, "timeline");
     for (size_t i = 1; timeline && i < r->elements; i++) {

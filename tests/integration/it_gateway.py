@@ -193,6 +193,15 @@ async def routing_and_feedback(gw, gw2):
     # The API: an agent reads only its own customer.
     st, body = gw.http("/api/customers/" + cust, {"Authorization": "Bearer " + gw.token(a1)})
     check(st == 200 and json.loads(body)["id"] == cust and "w" not in json.loads(body), "the agent reads its customer")
+    # The engine stores each factor as [feature, value, weight, contribution] (document
+    # version 2); the API gives them as objects.
+    stored = json.loads(t.redis.get("{c:%s}:state" % cust))["factors"]
+    served = json.loads(body)["factors"]
+    check(stored["churn"] and all(isinstance(f, list) and len(f) == 4 for f in stored["churn"]),
+          "the stored factors are arrays: %s" % stored)
+    check(served == {k: [dict(zip(("feature", "value", "weight", "contribution"), f)) for f in v]
+                     for k, v in stored.items()},
+          "the API's factors are the stored ones as objects: %s" % served)
     st, _ = gw.http("/api/customers/" + cust, {"Authorization": "Bearer " + gw.token(a2)})
     check(st == 403, "another agent gets 403")
     st, _ = gw.http("/api/customers/" + cust, {"Authorization": "Bearer " + gw.token(sup_id, "supervisor")})

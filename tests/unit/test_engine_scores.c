@@ -459,8 +459,7 @@ static void scores_update_writes_back_the_score_features(void **state)
     assert_int_equal(customer_to_json(&cust, &cfg, doc, sizeof doc, &len), 0);
     assert_non_null(strstr(doc, "\"tier\":\"A\",\"value\":1505,\"churn_risk\":"));
     assert_non_null(
-        strstr(doc, "\"trend\":\"rising\",\"factors\":{\"value\":[{\"feature\":\"margin_12m\","
-                    "\"value\":1500,\"weight\":1,\"contribution\":1500}"));
+        strstr(doc, "\"trend\":\"rising\",\"factors\":{\"value\":[[\"margin_12m\",1500,1,1500]"));
 }
 
 /* ---- The model file */

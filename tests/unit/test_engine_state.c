@@ -792,8 +792,36 @@ static void json_round_trip_with_scores_is_exact(void **state)
     cust.scores.churn_factors[0] = (state_factor_t){"csat_last", 2, -0.35, 0.7};
     cust.scores.churn_factors[1] = (state_factor_t){"sentiment_30d_mean", -0.4333, -1.5, 0.65};
     assert_round_trip(&cust);
-    assert_non_null(strstr(
-        doc, "{\"feature\":\"csat_last\",\"value\":2,\"weight\":-0.35,\"contribution\":0.7}"));
+    assert_non_null(strstr(doc, "\"churn\":[[\"csat_last\",2,-0.35,0.7],"));
+}
+
+/* A version-1 document (factors as objects) is read; it is written back as version 2. */
+static void version_1_document_is_read(void **state)
+{
+    build_rich_customer(&cust);
+    cust.scores = (state_scores_t){.computed = true, .tier = 'B', .value = 612.5,
+                                   .churn_risk = 0.4213, .n_value_factors = 1};
+    cust.scores.value_factors[0] = (state_factor_t){"margin_12m", 620.25, 1, 620.25};
+    to_json(&cust, doc);
+    static const char v2_factor[] = "\"value\":[[\"margin_12m\",620.25,1,620.25]]";
+    static const char v1_factor[] =
+        "\"value\":[{\"feature\":\"margin_12m\",\"value\":620.25,\"weight\":1,"
+        "\"contribution\":620.25}]";
+    char *at = strstr(doc, v2_factor);
+    assert_non_null(at);
+    assert_memory_equal(doc, "{\"v\":2,", 7);
+    static char v1[STATE_JSON_MAX];
+    snprintf(v1, sizeof v1, "{\"v\":1,%.*s%s%s", (int)(at - doc - 7), doc + 7, v1_factor,
+             at + strlen(v2_factor));
+    assert_int_equal(customer_from_json(&other, v1, strlen(v1), err, sizeof err), 0);
+    to_json(&other, doc2);
+    assert_string_equal(doc2, doc);
+    /* a factor of neither shape is a bad document, named */
+    snprintf(v1, sizeof v1, "%.*s\"value\":[[\"margin_12m\",620.25,1]]%s", (int)(at - doc), doc,
+             at + strlen(v2_factor));
+    assert_int_equal(customer_from_json(&other, v1, strlen(v1), err, sizeof err),
+                     STATE_EDOCUMENT);
+    assert_non_null(strstr(err, "factors.value[0]: must be [feature, value, weight, contribution]"));
 }
 
 /* A customer read back from its document goes on exactly as one that never left memory. */
@@ -1055,7 +1083,7 @@ static void garbage_json_rejected(void **state)
         {"null", "not a JSON object"},
         {"[]", "not a JSON object"},
         {"{}", "v:"},
-        {"{\"v\":2}", "v:"},
+        {"{\"v\":3}", "v:"},
         {"{\"v\":1,\"id\":\"cust 1\"}", "id:"},
         {"{\"v\":1,\"id\":\"agent:a\",\"partner\":false}", "id:"},
         {"{\"v\":1,\"id\":\"c\",\"partner\":1}", "partner:"},
@@ -1161,6 +1189,7 @@ int main(void)
         cmocka_unit_test_setup(json_round_trip_is_exact, setup),
         cmocka_unit_test_setup(json_round_trip_of_a_new_customer_is_exact, setup),
         cmocka_unit_test_setup(json_round_trip_with_scores_is_exact, setup),
+        cmocka_unit_test_setup(version_1_document_is_read, setup),
         cmocka_unit_test_setup(resumed_customer_applies_like_the_original, setup),
         cmocka_unit_test_setup(heavy_customer_document_stays_bounded, setup),
         cmocka_unit_test_setup(small_buffer_is_enospc, setup),
