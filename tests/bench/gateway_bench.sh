@@ -341,7 +341,7 @@ EOF
 
 # connect_agents TAG: ws_agents with --agents agents; the gateway's RSS before and after.
 connect_agents() {
-    local tag=$1 authed='' t0
+    local tag=$1 authed='' failed t0
     sleep 2
     memory_snapshot "$tag.before_connect"
     STATUS=$RUN/$tag.agents.status
@@ -356,8 +356,10 @@ connect_agents() {
     for _ in $(seq 1200); do
         authed=$(status_value authenticated)
         [ "${authed:-0}" -ge "$AGENTS" ] && break
-        [ "$(status_value failed)" = 0 ] || [ -z "$(status_value failed)" ] ||
-            die "ws_agents: $(status_value failed) connections failed: $(tail -3 "$RUN/$tag.agents.log")"
+        # One read: the status file can appear between two (a run died with "0 failed").
+        failed=$(status_value failed)
+        [ "${failed:-0}" = 0 ] ||
+            die "ws_agents: $failed connections failed: $(tail -3 "$RUN/$tag.agents.log")"
         kill -0 "$AGENTS_PID" 2>/dev/null || die "ws_agents exited: $(tail -3 "$RUN/$tag.agents.log")"
         sleep 0.1
     done
