@@ -79,10 +79,26 @@ void cache_watch(cache_t *cache, cache_entry_t *e, bool on)
             cache->watch_head = e->watch_next;
         if (e->watch_next)
             e->watch_next->watch_prev = e->watch_prev;
+        if (cache->watch_cursor == e) /* a pass is under way: it goes on after e */
+            cache->watch_cursor = e->watch_next;
         e->watch_prev = e->watch_next = NULL;
         cache->watched--;
     }
     e->watched = on;
+}
+
+size_t cache_watch_pass_start(cache_t *cache)
+{
+    cache->watch_cursor = cache->watch_head;
+    return cache->watched;
+}
+
+cache_entry_t *cache_watch_pass_next(cache_t *cache)
+{
+    cache_entry_t *e = cache->watch_cursor;
+    if (e)
+        cache->watch_cursor = e->watch_next;
+    return e;
 }
 
 /* Unlinks e from its bucket, the LRU list and the watch list and frees it. */

@@ -40,6 +40,7 @@ typedef struct {
     size_t max_entries;
     cache_entry_t *lru_head, *lru_tail;
     cache_entry_t *watch_head; /* entries marked by cache_watch, newest first */
+    cache_entry_t *watch_cursor; /* the next entry of the pass under way, or NULL */
     size_t watched;
     uint64_t evictions;
 } cache_t;
@@ -65,9 +66,17 @@ void cache_trim(cache_t *cache);
 /* Drops every entry of partition, pinned or not: the caller has dropped the work first. */
 void cache_drop_partition(cache_t *cache, int32_t partition);
 
-/* Adds e to (on) or removes it from (!on) the watch list: the few entries a periodic scan
+/* Adds e to (on) or removes it from (!on) the watch list: the entries a periodic scan
  * visits (customers waiting in a queue), so that it need not walk the whole cache. An entry
- * leaves the list when it is removed. Walk it with e->watch_next from cache->watch_head. */
+ * leaves the list when it is removed. */
 void cache_watch(cache_t *cache, cache_entry_t *e, bool on);
+
+/* A pass over the watch list that may be spread over many turns of the loop: start it, then
+ * take entries with cache_watch_pass_next until it returns NULL. An entry that leaves the
+ * list meanwhile is not returned; one added meanwhile waits for the next pass (they are
+ * added at the head). Starting a pass ends the previous one. cache_watch_pass_start
+ * returns how many entries the list holds. */
+size_t cache_watch_pass_start(cache_t *cache);
+cache_entry_t *cache_watch_pass_next(cache_t *cache);
 
 #endif

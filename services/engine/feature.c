@@ -138,7 +138,14 @@ static void fill_counts(const customer_t *c, int64_t now_ms, expr_value_t *v)
                           : expr_missing();
 }
 
-static void fill_customer(const customer_t *c, int64_t now_ms, expr_value_t *v)
+#define BIT(f) (UINT64_C(1) << (f))
+
+/* fill_customer's features that cost a walk (over the contact's samples, the orders): only
+ * filled when asked for. */
+static const uint64_t contact_sentiment_bit = BIT(FEATURE_SENTIMENT_CONTACT_MEAN);
+static const uint64_t last_order_bits = BIT(FEATURE_LAST_ORDER_ID) | BIT(FEATURE_LAST_ORDER_STATUS);
+
+static void fill_customer(const customer_t *c, int64_t now_ms, uint64_t wanted, expr_value_t *v)
 {
     const state_scores_t *s = &c->scores;
     static const char *const tiers[] = {"A", "B", "C"};
@@ -152,17 +159,20 @@ static void fill_customer(const customer_t *c, int64_t now_ms, expr_value_t *v)
     v[FEATURE_TREND] = s->computed ? text(state_trend_name(s->trend)) : expr_missing();
     v[FEATURE_SENTIMENT_LAST] =
         c->has_sentiment ? expr_number(c->sentiment_last / 1000.0) : expr_missing();
-    v[FEATURE_SENTIMENT_CONTACT_MEAN] =
-        customer_contact_sentiment(c, &mean) ? expr_number(mean) : expr_missing();
+    if (wanted & contact_sentiment_bit)
+        v[FEATURE_SENTIMENT_CONTACT_MEAN] =
+            customer_contact_sentiment(c, &mean) ? expr_number(mean) : expr_missing();
     v[FEATURE_TENURE_DAYS] = days_since(c->profile.since_ms, now_ms);
     v[FEATURE_CSAT_LAST] = c->csat_last ? expr_number(c->csat_last) : expr_missing();
     v[FEATURE_NPS_LAST] = c->nps_last >= 0 ? expr_number(c->nps_last) : expr_missing();
     v[FEATURE_SEGMENT] = text(c->profile.segment);
     v[FEATURE_LANGUAGE] = text(c->profile.language);
-    const state_order_t *last = customer_last_order(c);
-    v[FEATURE_LAST_ORDER_ID] = last ? text(last->id) : expr_missing();
-    v[FEATURE_LAST_ORDER_STATUS] =
-        last ? text(state_order_status_name(last->status)) : expr_missing();
+    if (wanted & last_order_bits) {
+        const state_order_t *last = customer_last_order(c);
+        v[FEATURE_LAST_ORDER_ID] = last ? text(last->id) : expr_missing();
+        v[FEATURE_LAST_ORDER_STATUS] =
+            last ? text(state_order_status_name(last->status)) : expr_missing();
+    }
     v[FEATURE_IS_PARTNER] = expr_bool(c->is_partner);
 }
 
@@ -235,11 +245,25 @@ uint64_t feature_window_mask(void)
     return mask;
 }
 
-void feature_fill_without_windows(const customer_t *c, int64_t now_ms, expr_value_t *values)
+void feature_fill_some(const customer_t *c, uint64_t wanted, int64_t now_ms,
+                       expr_value_t *values)
 {
+    static const uint64_t contact_bits =
+        BIT(FEATURE_IN_CONTACT) | BIT(FEATURE_QUEUED) | BIT(FEATURE_CHANNEL) |
+        BIT(FEATURE_QUEUE) | BIT(FEATURE_AGENT_ID) | BIT(FEATURE_WAIT_S);
+    static const uint64_t trigger_bits =
+        BIT(FEATURE_NEW_CONTACT) | BIT(FEATURE_SUPPORT_CONTACT) | BIT(FEATURE_CANCEL_SIGNAL) |
+        BIT(FEATURE_ORDER_STATUS) | BIT(FEATURE_EVENT_TYPE) | BIT(FEATURE_CONTACT_REASON) |
+        BIT(FEATURE_INTENT) | BIT(FEATURE_SUBSCRIPTION_ACTION) |
+        BIT(FEATURE_COMPLAINT_SEVERITY) | BIT(FEATURE_COMPLAINT_CATEGORY);
+    uint64_t windows = feature_window_mask();
     memset(values, 0, FEATURE_COUNT * sizeof *values); /* EXPR_MISSING is 0 */
-    fill_customer(c, now_ms, values);
-    fill_contact(c, now_ms, values);
+    if (wanted & windows)
+        fill_counts(c, now_ms, values);
+    if (wanted & ~(windows | contact_bits | trigger_bits))
+        fill_customer(c, now_ms, wanted, values);
+    if (wanted & contact_bits)
+        fill_contact(c, now_ms, values);
     fill_trigger(NULL, NULL, values);
 }
 
@@ -248,7 +272,7 @@ void feature_fill(const customer_t *c, const event_t *trigger, const apply_resul
 {
     memset(values, 0, FEATURE_COUNT * sizeof *values); /* EXPR_MISSING is 0 */
     fill_counts(c, now_ms, values);
-    fill_customer(c, now_ms, values);
+    fill_customer(c, now_ms, UINT64_MAX, values);
     fill_contact(c, now_ms, values);
     fill_trigger(trigger, res, values);
 }

@@ -142,8 +142,11 @@ void feature_fill(const customer_t *c, const event_t *trigger, const apply_resul
  * rings): a bit per feature index. */
 uint64_t feature_window_mask(void);
 
-/* feature_fill without those: they stay missing. For a check whose conditions read none of
- * them (the timer's, every second for every waiting customer). */
-void feature_fill_without_windows(const customer_t *c, int64_t now_ms, expr_value_t *values);
+/* feature_fill without an event, as far as it is needed for the features whose bits are set
+ * in wanted (a bit per feature index): those get feature_fill's values, others may stay
+ * missing. For the timer's check, every second for every waiting customer, which reads a few
+ * features (rules_t.timer_features). */
+void feature_fill_some(const customer_t *c, uint64_t wanted, int64_t now_ms,
+                       expr_value_t *values);
 
 #endif

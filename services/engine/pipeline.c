@@ -931,13 +931,21 @@ static void entry_update_watch(pipeline_t *p, cache_entry_t *e, const doc_ops_t 
     cache_watch(&p->cache, e, ops->timed && e->state == CACHE_READY && ops->timed(e->doc));
 }
 
-void pipeline_each_timed_document(pipeline_t *p, pipeline_each_cb cb, void *data)
+size_t pipeline_timed_pass_start(pipeline_t *p)
 {
-    for (cache_entry_t *e = p->cache.watch_head, *next; e; e = next) {
-        next = e->watch_next; /* cb changes no entry, but be safe */
+    return cache_watch_pass_start(&p->cache);
+}
+
+bool pipeline_timed_pass_step(pipeline_t *p, size_t max, pipeline_each_cb cb, void *data)
+{
+    for (size_t i = 0; i < max; i++) {
+        cache_entry_t *e = cache_watch_pass_next(&p->cache);
+        if (!e)
+            return false;
         if (e->state == CACHE_READY)
             cb(entry_ops(p, e), e->doc, data);
     }
+    return p->cache.watch_cursor != NULL;
 }
 
 void pipeline_each_document(pipeline_t *p, pipeline_each_cb cb, void *data)

@@ -65,7 +65,7 @@ typedef struct {
     /* Writes the Redis key of subject's document. */
     int (*key)(char *out, size_t cap, const char *subject);
     /* May be NULL. True while the document needs the periodic scan of
-     * pipeline_each_timed_document (a customer waiting in a queue). Asked after each event
+     * pipeline_timed_pass_step (a customer waiting in a queue). Asked after each event
      * applied and after each load: only those change what it answers. */
     bool (*timed)(const void *doc);
 } doc_ops_t;
@@ -135,9 +135,15 @@ int pipeline_queue_op(batch_t *batch, store_op_kind_t op, int64_t time_ms, const
 typedef void (*pipeline_each_cb)(const doc_ops_t *ops, void *doc, void *data);
 void pipeline_each_document(pipeline_t *p, pipeline_each_cb cb, void *data);
 
-/* As pipeline_each_document, only for the documents whose ops->timed said true: it costs
- * what they are, not what the cache holds. */
-void pipeline_each_timed_document(pipeline_t *p, pipeline_each_cb cb, void *data);
+/* A pass over the documents whose ops->timed said true, in steps, so that a periodic check
+ * of many documents never holds the loop for long (each event arriving meanwhile would wait):
+ * pipeline_timed_pass_start starts a pass (ending any previous one) and returns how many
+ * documents it has; each pipeline_timed_pass_step calls cb as pipeline_each_document does
+ * for up to max of them, and returns false once the pass is over. A document that stops
+ * being timed (or leaves the cache) before its turn is skipped; one that becomes timed
+ * meanwhile waits for the next pass. */
+size_t pipeline_timed_pass_start(pipeline_t *p);
+bool pipeline_timed_pass_step(pipeline_t *p, size_t max, pipeline_each_cb cb, void *data);
 
 /* Re-syncs every partition held (as after a failed write): its queued events, batches and
  * documents are forgotten, it is claimed again and resumes from the applied offset Redis

@@ -251,31 +251,53 @@ static void repeat_contact_rule_fires_on_first_event_of_fourth_support_contact(v
     expr_free(p);
 }
 
-/* The timer's shortcut: rules record the features their conditions read, and a fill without
- * the windows gives every other feature as feature_fill does. */
-static void timer_fill_without_windows_matches_the_full_fill(void **state)
+/* Asserts that quick[f] equals full[f]. */
+static void assert_same_feature(const expr_value_t *quick, const expr_value_t *full, unsigned f)
+{
+    assert_int_equal(quick[f].type, full[f].type);
+    if (full[f].type == EXPR_NUMBER)
+        assert_true(quick[f].as.number == full[f].as.number);
+    else if (full[f].type == EXPR_STRING) {
+        assert_int_equal(quick[f].as.string.len, full[f].as.string.len);
+        assert_memory_equal(quick[f].as.string.ptr, full[f].as.string.ptr, full[f].as.string.len);
+    } else if (full[f].type == EXPR_BOOL)
+        assert_int_equal(quick[f].as.boolean, full[f].as.boolean);
+}
+
+/* The timer's shortcut: rules record the features their conditions read, and a fill of only
+ * those gives each of them as feature_fill does, whichever group it belongs to. */
+static void timer_fill_of_some_features_matches_the_full_fill(void **state)
 {
     apply("order.placed", T0,
           "{\"order_id\":\"o-1\",\"amount\":100,\"margin\":30,\"currency\":\"EUR\"}");
+    apply("order.updated", T0 + 500, "{\"order_id\":\"o-1\",\"status\":\"delayed\"}");
     apply("contact.queued", T0 + 1000,
           "{\"contact_id\":\"k-1\",\"channel\":\"phone\",\"queue\":\"q\",\"reason\":\"billing\"}");
+    apply("sentiment.sampled", T0 + 2000, "{\"contact_id\":\"k-1\",\"score\":-0.5}");
     fill();
     expr_value_t quick[FEATURE_COUNT];
     feature_fill(&cust, NULL, NULL, T0 + 61000, values);
-    feature_fill_without_windows(&cust, T0 + 61000, quick);
     uint64_t windows = feature_window_mask();
     assert_true(windows & (UINT64_C(1) << FEATURE_SUPPORT_CONTACTS_30D));
     assert_false(windows & (UINT64_C(1) << FEATURE_WAIT_S));
-    for (unsigned f = 0; f < FEATURE_COUNT; f++) {
-        if (windows & (UINT64_C(1) << f)) {
-            assert_int_equal(quick[f].type, EXPR_MISSING);
-            continue;
-        }
-        assert_int_equal(quick[f].type, values[f].type);
-        if (values[f].type == EXPR_NUMBER)
-            assert_true(quick[f].as.number == values[f].as.number);
+    for (unsigned f = 0; f < FEATURE_COUNT; f++) { /* one feature at a time */
+        feature_fill_some(&cust, UINT64_C(1) << f, T0 + 61000, quick);
+        assert_same_feature(quick, values, f);
     }
+    feature_fill_some(&cust, UINT64_MAX, T0 + 61000, quick);
+    for (unsigned f = 0; f < FEATURE_COUNT; f++)
+        assert_same_feature(quick, values, f);
+    /* vip_waiting's features: no pass over the windows, none of the costly walks */
+    uint64_t vip = (UINT64_C(1) << FEATURE_TIER) | (UINT64_C(1) << FEATURE_QUEUED) |
+                   (UINT64_C(1) << FEATURE_WAIT_S);
+    feature_fill_some(&cust, vip, T0 + 61000, quick);
     assert_true(quick[FEATURE_WAIT_S].as.number == 60.0);
+    assert_true(quick[FEATURE_QUEUED].as.boolean);
+    assert_int_equal(quick[FEATURE_SUPPORT_CONTACTS_30D].type, EXPR_MISSING);
+    assert_int_equal(quick[FEATURE_SENTIMENT_CONTACT_MEAN].type, EXPR_MISSING);
+    assert_int_equal(quick[FEATURE_LAST_ORDER_STATUS].type, EXPR_MISSING);
+    assert_int_equal(values[FEATURE_LAST_ORDER_STATUS].type, EXPR_STRING);
+    assert_int_equal(values[FEATURE_SENTIMENT_CONTACT_MEAN].type, EXPR_NUMBER);
     const char *text = "{\"rules\":[{\"id\":\"w\",\"on\":[\"timer\"],\"condition\":\"queued && "
                        "wait_s >= 60\",\"severity\":\"info\",\"title\":\"t\",\"message\":\"m "
                        "{support_contacts_30d}\",\"action\":\"a\",\"cooldown_s\":0},{\"id\":\"x\","
@@ -567,7 +589,7 @@ int main(void)
         cmocka_unit_test_setup(features_of_the_current_contact, setup),
         cmocka_unit_test_setup(features_of_the_triggering_event, setup),
         cmocka_unit_test_setup(features_of_the_profile_and_surveys, setup),
-        cmocka_unit_test_setup(timer_fill_without_windows_matches_the_full_fill, setup),
+        cmocka_unit_test_setup(timer_fill_of_some_features_matches_the_full_fill, setup),
         cmocka_unit_test_setup(repeat_contact_rule_fires_on_first_event_of_fourth_support_contact,
                                setup),
         cmocka_unit_test_setup(churn_logistic_matches_hand_computation, setup),
