@@ -1314,7 +1314,7 @@ int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
         return -1;
     p->opts = *opts;
     p->max_doc_bytes = opts->max_doc_bytes ? opts->max_doc_bytes : DOC_BYTES_DEFAULT;
-    if (!(p->writer = store_writer_new(opts->redis)) ||
+    if (!(p->writer = store_writer_new(opts->redis, opts->loop, STORE_PACE_MS)) ||
         cache_init(&p->cache, opts->cache_max_entries) < 0) {
         store_writer_free(p->writer);
         free(p);

@@ -119,8 +119,10 @@ void store_write_free(store_write_t *w);
 
 /* The writer: sends writes as WATCH-fenced transactions on one connection, one transaction
  * at a time, each holding every write that became ready while the previous one was in
- * flight (see store.c). Free it once the Redis client is closed (nothing in flight then); a
- * writer freed with a transaction in flight calls nobody back and is released by the reply. */
+ * flight, and at most one every pace_ms while little is queued (see store.c). Free it once the
+ * Redis client is closed (nothing in flight then); a writer freed with a transaction in
+ * flight calls nobody back and is released by the reply. It holds a timer on loop: the loop
+ * must run once more after the free (its close callback releases the memory). */
 typedef struct store_writer store_writer_t;
 
 typedef struct {
@@ -129,7 +131,8 @@ typedef struct {
     uint64_t fenced;       /* transactions in which some write was fenced */
 } store_writer_stats_t;
 
-store_writer_t *store_writer_new(redis_client_t *redis);
+#define STORE_PACE_MS 2 /* the engine's pace_ms */
+store_writer_t *store_writer_new(redis_client_t *redis, uv_loop_t *loop, unsigned pace_ms);
 void store_writer_free(store_writer_t *sw);
 const store_writer_stats_t *store_writer_stats(const store_writer_t *sw);
 

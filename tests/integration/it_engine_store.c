@@ -37,6 +37,8 @@ typedef struct {
     int claims;
     int results[RESULTS_MAX]; /* write callbacks, by write index */
     char reasons[RESULTS_MAX][128];
+    uint64_t answered_ms[RESULTS_MAX]; /* loop time of each write's callback */
+    void *last_call;                   /* the callback data of the latest sized write */
     int done;
 } it_t;
 
@@ -72,7 +74,7 @@ static int setup(void **state)
     assert_int_equal(redis_client_new(&t->redis, &t->loop, &o), 0);
     assert_int_equal(redis_client_add_function_library(t->redis, store_function_library()), 0);
     IT_WAIT_FOR(t, t->ready, 5000);
-    assert_non_null(t->writer = store_writer_new(t->redis));
+    assert_non_null(t->writer = store_writer_new(t->redis, &t->loop, STORE_PACE_MS));
     t->probe = redisConnect(it_env("REDIS_HOST"), it_env_int("REDIS_PORT"));
     assert_true(t->probe && !t->probe->err);
     for (int i = 0; i < RESULTS_MAX; i++)
@@ -128,6 +130,7 @@ static void on_written(void *data, int status, const char *reason)
     call_t *call = data;
     it_t *t = call->t;
     t->results[call->index] = status;
+    t->answered_ms[call->index] = uv_now(&t->loop);
     snprintf(t->reasons[call->index], sizeof t->reasons[0], "%s", reason ? reason : "");
     t->done++;
     free(call);
@@ -161,6 +164,27 @@ static void send_write(it_t *t, int index, int32_t partition, int64_t epoch,
     size_t docs_n = 0;
     assert_int_equal(store_write_send_many(t->writer, &w, 1, on_written, call, &docs_n), 0);
     store_write_free(w); /* copied by the writer */
+}
+
+/* Sends, with writer sw, a write of partition holding one document of value_len bytes. */
+static void send_sized_write(it_t *t, store_writer_t *sw, int index, int32_t partition,
+                             int64_t epoch, int64_t next_offset, size_t value_len)
+{
+    store_write_t *w = store_write_new(t->topic, partition, epoch, next_offset);
+    assert_non_null(w);
+    char id[96], key[STORE_KEY_MAX];
+    snprintf(id, sizeof id, "%s-sized-%d", t->topic, index);
+    assert_true(store_customer_key(key, sizeof key, id) > 0);
+    char *value = malloc(value_len);
+    assert_non_null(value);
+    memset(value, 'x', value_len);
+    assert_int_equal(store_write_add(w, key, value, value_len), 0);
+    free(value);
+    call_t *call = malloc(sizeof *call);
+    *call = (call_t){t, index};
+    t->last_call = call;
+    assert_int_equal(store_write_send_many(sw, &w, 1, on_written, call, NULL), 0);
+    store_write_free(w);
 }
 
 /* GET through the independent connection: the value, or "" when the key does not exist. */
@@ -382,6 +406,49 @@ static void writes_ready_meanwhile_share_the_next_transaction(void **state)
     assert_string_equal(APPLIED(t, 5), "5");
 }
 
+/* Pacing (store.c): a write that comes less than pace_ms after the previous transaction
+ * started waits for its turn, and what comes meanwhile goes with it; much queued does not
+ * wait. A writer of its own with a 2 s pace, so that the order cannot depend on speed. */
+static void writes_soon_after_a_transaction_wait_for_the_pace(void **state)
+{
+    enum { PACE = 2000 };
+    it_t *t = *state;
+    store_writer_t *sw = store_writer_new(t->redis, &t->loop, PACE);
+    assert_non_null(sw);
+    int64_t e6 = claim(t, 6);
+    uv_update_time(&t->loop);
+    uint64_t t0 = uv_now(&t->loop);
+    send_sized_write(t, sw, 0, 6, e6, 1, 100); /* idle, none before: at once */
+    IT_WAIT_FOR(t, t->done == 1, 5000);
+    assert_true(t->answered_ms[0] - t0 < PACE - 100);
+    send_sized_write(t, sw, 1, 6, e6, 2, 100); /* waits for the pace... */
+    send_sized_write(t, sw, 2, 6, e6, 3, 100); /* ...with this one */
+    IT_WAIT_FOR(t, t->done == 3, 3 * PACE);
+    assert_true(t->answered_ms[1] - t0 >= PACE);
+    assert_int_equal(t->answered_ms[1], t->answered_ms[2]);
+    assert_int_equal(store_writer_stats(sw)->transactions, 2);
+    assert_string_equal(APPLIED(t, 6), "3");
+    /* Paced again, until 300 KB more are queued: then at the next turn of the loop. */
+    uint64_t t1 = uv_now(&t->loop);
+    send_sized_write(t, sw, 3, 6, e6, 4, 100);
+    send_sized_write(t, sw, 4, 6, e6, 5, 300 * 1024);
+    IT_WAIT_FOR(t, t->done == 5, 5000);
+    assert_true(t->answered_ms[4] - t1 < PACE - 100);
+    assert_int_equal(store_writer_stats(sw)->transactions, 3);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(t->results[i], STORE_OK);
+    assert_string_equal(APPLIED(t, 6), "5");
+    /* Freed with a write waiting for its turn: nobody is called back, nothing leaks. */
+    send_sized_write(t, sw, 5, 6, e6, 6, 100);
+    void *waiting = t->last_call;
+    send_sized_write(t, sw, 6, 6, e6, 7, 100);
+    store_writer_free(sw);
+    uv_run(&t->loop, UV_RUN_NOWAIT);
+    assert_int_equal(t->done, 5);
+    free(waiting);
+    free(t->last_call);
+}
+
 static void timelines_pushed_per_customer_newest_first(void **state)
 {
     it_t *t = *state;
@@ -434,6 +501,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(claim_between_watch_and_exec_aborts_then_fences, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(writes_ready_meanwhile_share_the_next_transaction, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(writes_soon_after_a_transaction_wait_for_the_pace, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(timelines_pushed_per_customer_newest_first, setup,
                                         teardown),
