@@ -191,9 +191,13 @@ int bench_producer_warm_up(rd_kafka_t *rk, const char *warmup_topic, const char 
     return 0;
 }
 
-void bench_pace(rd_kafka_t *rk, bench_run_t *run, int64_t t0_ns, uint64_t n, double rate)
+void bench_pace(rd_kafka_t *rk, bench_run_t *run, int64_t t0_ns, uint64_t n, double rate,
+                int64_t tick_ns)
 {
-    int64_t due = t0_ns + (int64_t)((double)n * 1e9 / rate);
+    int64_t offset = (int64_t)((double)n * 1e9 / rate);
+    if (tick_ns > 0)
+        offset = (offset + tick_ns - 1) / tick_ns * tick_ns;
+    int64_t due = t0_ns + offset;
     int64_t now = bench_mono_ns();
     if (now < due) {
         rd_kafka_poll(rk, 0);

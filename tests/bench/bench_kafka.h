@@ -75,8 +75,11 @@ rd_kafka_t *bench_producer_new(const char *brokers, int linger_ms);
 int bench_producer_warm_up(rd_kafka_t *rk, const char *warmup_topic, const char *topic);
 
 /* Waits until event n of a run at rate events/s that started at t0_ns (monotonic) is due;
- * records in run how far behind schedule it fell. */
-void bench_pace(rd_kafka_t *rk, bench_run_t *run, int64_t t0_ns, uint64_t n, double rate);
+ * records in run how far behind schedule it fell. With tick_ns > 0 an event is due at the
+ * end of the tick its schedule falls in: the events of one tick go out together, after one
+ * wake-up instead of one each. */
+void bench_pace(rd_kafka_t *rk, bench_run_t *run, int64_t t0_ns, uint64_t n, double rate,
+                int64_t tick_ns);
 
 /* Formats the CloudEvents v1 envelope into out (BENCH_EVENT_MAX bytes); its length, or -1
  * (after a message) when it does not fit. */

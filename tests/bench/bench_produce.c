@@ -26,7 +26,7 @@
  * partition. --ids-out: "event_id kafka_timestamp_ms type subject" per event.
  *
  *   bench_produce --brokers B [--topic interactions] [--count N] [--customers N] [--rate R]
- *                 [--seed S] [--start-index I] [--linger-ms L] [--ids-out F]
+ *                 [--seed S] [--start-index I] [--linger-ms L] [--tick-ms T] [--ids-out F]
  *                 [--watermarks-out F] [--warmup-topic T]
  */
 #include "bench_kafka.h"
@@ -295,6 +295,8 @@ static void usage(FILE *f)
             "  --seed S              seed of the event stream (1)\n"
             "  --start-index I       index of the first event: phases use fresh ids (0)\n"
             "  --linger-ms L         producer linger.ms (5)\n"
+            "  --tick-ms T           with --rate: send the events due within each T ms together\n"
+            "                        at its end, one wake-up per tick (0: each event on time)\n"
             "  --ids-out FILE        write 'event_id kafka_ts_ms type subject' per event\n"
             "  --watermarks-out FILE after the flush, write 'partition low high' per partition\n"
             "  --warmup-topic T      produce and flush one message to T before starting\n");
@@ -341,7 +343,7 @@ typedef struct {
     uint64_t count, start_index, seed;
     uint32_t customers;
     double rate;
-    int linger_ms;
+    int linger_ms, tick_ms;
 } options_t;
 
 /* Parses the command line into o: -1 to go on, or the exit status (0 after --help, 2 on bad
@@ -355,7 +357,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         {"count", required_argument, NULL, 'n'},    {"customers", required_argument, NULL, 'c'},
         {"rate", required_argument, NULL, 'r'},     {"seed", required_argument, NULL, 's'},
         {"start-index", required_argument, NULL, 'i'},
-        {"linger-ms", required_argument, NULL, 'l'},
+        {"linger-ms", required_argument, NULL, 'l'},  {"tick-ms", required_argument, NULL, 'T'},
         {"ids-out", required_argument, NULL, 'I'},  {"watermarks-out", required_argument, NULL, 'W'},
         {"warmup-topic", required_argument, NULL, 'w'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
@@ -371,6 +373,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 's': o->seed = strtoull(optarg, NULL, 10); break;
         case 'i': o->start_index = strtoull(optarg, NULL, 10); break;
         case 'l': o->linger_ms = atoi(optarg); break;
+        case 'T': o->tick_ms = atoi(optarg); break;
         case 'I': o->ids_out = optarg; break;
         case 'W': o->watermarks_out = optarg; break;
         case 'w': o->warmup_topic = optarg; break;
@@ -378,7 +381,8 @@ static int parse_options(int argc, char **argv, options_t *o)
         default: usage(stderr); return 2;
         }
     }
-    if (!o->brokers || o->customers < 1 || o->rate < 0 || o->linger_ms < 0) {
+    if (!o->brokers || o->customers < 1 || o->rate < 0 || o->linger_ms < 0 ||
+        o->tick_ms < 0 || o->tick_ms > 1000) {
         usage(stderr);
         return 2;
     }
@@ -441,7 +445,7 @@ static int produce_events(rd_kafka_t *rk, const options_t *o, customer_t *state,
     for (uint64_t n = 0; n < o->count && !bench_stop_requested; n++) {
         uint64_t index = o->start_index + n;
         if (o->rate > 0)
-            bench_pace(rk, run, t0, n, o->rate);
+            bench_pace(rk, run, t0, n, o->rate, (int64_t)o->tick_ms * 1000000);
         next_event(&d, state, o->customers, hot, index);
         int64_t ts_ms = bench_wall_ms();
         bench_format_time(ts_ms, when);

@@ -299,10 +299,10 @@ def main():
     fmt = lambda v, unit="": "-" if v is None else ("%s%s" % (v, unit))
     add("run", run)
     add("params", "%d events, %d customers, %d partitions, AOF %s, fetch wait %s ms, "
-        "redis timeout %s, seed %d" % (
+        "redis timeout %s, seed %d, phase 2 produced in %s ms ticks" % (
             params["events"], params["customers"], params["partitions"], params["aof"],
             fmt(params.get("fetch_wait_ms")), params.get("redis_command_timeout_ms", "config"),
-            params["seed"]))
+            params["seed"], fmt(params.get("produce_tick_ms"))))
     add("machine", "%s cores %s; rev %s" % (fmt(params.get("nproc")), params.get("cpu_model"),
                                              params.get("git_rev")))
     add("load before", load_before.split("load average:")[-1].strip())

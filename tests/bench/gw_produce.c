@@ -371,7 +371,7 @@ static int produce_events(rd_kafka_t *rk, const options_t *o, story_t *story, FI
     for (uint64_t n = 0; !bench_stop_requested; n++) {
         if (!next_event(&d, o, story, n, count, share_permille, &closing))
             break;
-        bench_pace(rk, run, t0, n, o->rate);
+        bench_pace(rk, run, t0, n, o->rate, 0);
         int64_t t_us = bench_wall_us(), ts_ms = t_us / 1000;
         bench_format_time(ts_ms, when);
         snprintf(id, sizeof id, "e%u-%" PRIu64 "-%" PRId64, o->phase, n, t_us);
