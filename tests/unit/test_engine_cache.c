@@ -57,6 +57,17 @@ static int drain(fixture_t *f, int seen[N])
     return n;
 }
 
+/* Watches every entry, starts a pass and takes its first entry. */
+static cache_entry_t *watch_all_and_take_first(fixture_t *f)
+{
+    for (int i = 0; i < N; i++)
+        cache_watch(&f->cache, f->e[i], true);
+    cache_watch_pass_start(&f->cache);
+    cache_entry_t *first = cache_watch_pass_next(&f->cache);
+    assert_non_null(first);
+    return first;
+}
+
 static void a_pass_gives_every_watched_entry_once(void **state)
 {
     fixture_t *f = *state;
@@ -74,12 +85,8 @@ static void a_pass_gives_every_watched_entry_once(void **state)
 static void an_entry_unwatched_before_its_turn_is_skipped(void **state)
 {
     fixture_t *f = *state;
-    for (int i = 0; i < N; i++)
-        cache_watch(&f->cache, f->e[i], true);
-    cache_watch_pass_start(&f->cache);
-    cache_entry_t *first = cache_watch_pass_next(&f->cache);
-    assert_non_null(first);
-    /* the next one, the cursor's own entry, and one further on leave the list */
+    cache_entry_t *first = watch_all_and_take_first(f);
+    /* the entry the cursor is on and one further on leave the list */
     cache_entry_t *cursor = f->cache.watch_cursor, *later = cursor->watch_next->watch_next;
     cache_watch(&f->cache, cursor, false);
     cache_watch(&f->cache, later, false);
@@ -112,10 +119,7 @@ static void an_entry_watched_during_a_pass_waits_for_the_next(void **state)
 static void dropping_a_partition_during_a_pass_skips_its_entries(void **state)
 {
     fixture_t *f = *state;
-    for (int i = 0; i < N; i++)
-        cache_watch(&f->cache, f->e[i], true);
-    cache_watch_pass_start(&f->cache);
-    cache_entry_t *first = cache_watch_pass_next(&f->cache);
+    cache_entry_t *first = watch_all_and_take_first(f);
     int first_partition = first->partition;
     cache_drop_partition(&f->cache, 1 - first_partition); /* frees the entries */
     int n = 0;
