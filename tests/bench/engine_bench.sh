@@ -130,6 +130,7 @@ cpu_snapshot() {
             grep -E '^(aof_rewrites|aof_current_size|aof_rewrite_in_progress|rdb_bgsave_in_progress)[:]' |
             sed 's/:/=/; s/^/redis_/'
     } >"$out"
+    redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' >"$RUN/commandstats.$1"
 }
 
 # perf_start PHASE / perf_stop: with --perf, sample the engine, redis-server and the broker

@@ -77,8 +77,9 @@ if [ -z "$MAIN" ]; then
     exit 1
 fi
 # totals: the "totals:" line of a dump (awk reads to the end: an early exit would fail the
-# pipe under pipefail)
-thread_total() { awk '$1 == "totals:" {t = $2} END {print t + 0}' "$1"; }
+# pipe under pipefail). Printed with %.0f: awk prints a number past 2^31 as "3.34e+09" with
+# plain print, which bash's arithmetic refuses (and mawk's %d stops at 2^31 - 1).
+thread_total() { awk '$1 == "totals:" {t = $2} END {printf "%.0f\n", t + 0}' "$1"; }
 ALL=0
 for f in "$OUT".1-*; do ALL=$((ALL + $(thread_total "$f"))); done
 MAIN_TOTAL=$(thread_total "$MAIN")

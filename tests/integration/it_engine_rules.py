@@ -313,6 +313,18 @@ try:
     check(dr["money"]["revenue_90d"] == 350 and dr["money"]["revenue_prev_90d"] == 100,
           "rising customer's money: 350 against 100")
 
+    # -- Latency metrics: every alert an event raised is timed from the event's Kafka
+    # timestamp to the alert acknowledged, and from the event reaching the engine's loop to
+    # the alert handed to the producer: the second is inside the first.
+    whole_n = eng.metric("integral_engine_alert_latency_seconds_count")
+    whole_s = eng.metric("integral_engine_alert_latency_seconds_sum")
+    own_n = eng.metric("integral_engine_alert_build_latency_seconds_count")
+    own_s = eng.metric("integral_engine_alert_build_latency_seconds_sum")
+    check(whole_n >= len(alerts) - 1 and own_n == whole_n and 0 < own_s < whole_s,
+          "alert latency metrics: %d alerts timed from the Kafka timestamp to acknowledged "
+          "(%.1f ms on average), as many from the engine's loop to handed to Kafka (%.2f ms)"
+          % (whole_n, 1000 * whole_s / max(whole_n, 1), 1000 * own_s / max(own_n, 1)))
+
     t.stop_engine(eng)
     check("event loop not empty" not in eng.log(), "engine stopped cleanly")
 
