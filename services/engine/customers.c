@@ -42,7 +42,7 @@ struct customers {
  * The document model
  * ---------------------------------------------------------------------------------------- */
 
-/* Customer documents (a customer_t, ~1.8 KB, plus its rings' arrays on the heap; one per
+/* Customer documents (a customer_t, ~1.2 KB, plus its rings' arrays on the heap; one per
  * customer cached: 100,000 in the benchmark) come from big chunks backed by transparent huge
  * pages where the kernel allows them (MADV_HUGEPAGE), and freed ones are reused. From malloc,
  * each new customer cost page faults, a large part of the engine's CPU on a VM, and
@@ -324,7 +324,10 @@ static void evaluate(customers_t *cs, int index, customer_t *c, batch_t *batch,
     int64_t last = customer_rule_last_fired(c, rule->id);
     if (last != STATE_TIME_NONE && llabs(event_ms - last) < rule->cooldown_ms)
         return;
-    customer_rule_fired(c, rule->id, last != STATE_TIME_NONE && last > event_ms ? last : event_ms);
+    if (customer_rule_fired(c, rule->id,
+                            last != STATE_TIME_NONE && last > event_ms ? last : event_ms) < 0)
+        log_error("engine: cannot record the cooldown of %s for %s (out of memory)", rule->id,
+                  c->id); /* the alert still goes: losing it would be worse */
     if (late)
         return;
     long len = build_alert(cs, rule, c, event_id, event_type, event_ms, reasons, n_reasons);

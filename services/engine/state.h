@@ -1,7 +1,7 @@
 /* state.h - one customer's state: what the engine knows about a customer, updated in place by
  * each of the customer's events and written to Redis as one JSON document.
  *
- * A customer_t is a small struct (about 1.8 KiB, see sizeof) whose bounded rings live in heap
+ * A customer_t is a small struct (about 1.2 KiB, see sizeof) whose bounded rings live in heap
  * arrays that grow (by doubling) up to their bound as the customer's history fills them: a
  * customer with a few events costs about 2 KiB, not the 10 KiB that every ring at its bound
  * would take (measured: a cached customer's memory was a large part of the engine's CPU, the
@@ -253,6 +253,12 @@ typedef struct {
     double value, weight, contribution; /* rounded to 4 decimals */
 } state_factor_t;
 
+/* A rule's last firing for this customer (its cooldown). */
+typedef struct {
+    char id[STATE_RULE_ID_SIZE];
+    int64_t fired_ms;
+} state_cooldown_t;
+
 typedef enum { STATE_TREND_STABLE, STATE_TREND_RISING, STATE_TREND_FALLING } state_trend_t;
 
 /* Written by scores_update (scores.h), stored here so that they are in the document. */
@@ -305,11 +311,8 @@ typedef struct {
 
     int32_t timeline_len; /* entries in the timeline list in Redis (STATE_TIMELINE_MAX) */
 
-    int n_rules;
-    struct {
-        char id[STATE_RULE_ID_SIZE];
-        int64_t fired_ms;
-    } rules[STATE_RULES_MAX];
+    int n_rules, rules_cap;
+    state_cooldown_t *rules; /* STATE_RULES_MAX, unordered */
 
     state_scores_t scores;
 } customer_t;
@@ -379,8 +382,8 @@ const state_order_t *customer_last_order(const customer_t *c);
 
 /* Rule cooldowns. rule_id: 1 .. STATE_RULE_ID_SIZE - 1 bytes. customer_rule_fired records a
  * firing at at_ms (the rule with the oldest firing makes room when all STATE_RULES_MAX are in
- * use); returns 0 or STATE_EINVAL for a bad id. customer_rule_last_fired returns the last
- * firing or STATE_TIME_NONE. */
+ * use); returns 0, STATE_EINVAL for a bad id or STATE_ENOMEM (nothing recorded).
+ * customer_rule_last_fired returns the last firing or STATE_TIME_NONE. */
 int customer_rule_fired(customer_t *c, const char *rule_id, int64_t at_ms);
 int64_t customer_rule_last_fired(const customer_t *c, const char *rule_id);
 

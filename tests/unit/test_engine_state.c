@@ -899,7 +899,9 @@ static void small_customer_holds_small_rings(void **state)
     assert_null(cust.orders);
     assert_int_equal(cust.complaints.cap, 0);
     assert_int_equal(cust.money_cap, 4); /* the phone call's cost to serve */
-    assert_true(sizeof(customer_t) < 2048);
+    assert_int_equal(cust.rules_cap, 0);  /* no rule fired: no cooldowns */
+    assert_null(cust.rules);
+    assert_true(sizeof(customer_t) < 1280);
     for (int i = 2; i <= 5; i++) {
         char id[16];
         snprintf(id, sizeof id, "k-%d", i);
@@ -948,6 +950,27 @@ static void out_of_memory_changes_nothing(void **state)
     assert_string_equal(cust.profile.preferences, "{\"channel\":\"chat\"}");
     assert_int_equal(counts().complaints_90d, 1);
     assert_int_equal(counts().contacts_30d, 5);
+}
+
+static void out_of_memory_recording_a_cooldown_records_nothing(void **state)
+{
+    assert_int_equal(customer_rule_fired(&cust, "repeat_contact", T0), 0);
+    assert_int_equal(cust.rules_cap, 4);
+    for (int i = 1; i < 4; i++) { /* the first capacity, full */
+        char id[16];
+        snprintf(id, sizeof id, "rule-%d", i);
+        assert_int_equal(customer_rule_fired(&cust, id, T0 + i), 0);
+    }
+    allocations_before_failure = 0;
+    assert_int_equal(customer_rule_fired(&cust, "rule-4", T0 + 4), STATE_ENOMEM);
+    assert_int_equal(customer_rule_fired(&cust, "repeat_contact", T0 + 5), 0); /* no room needed */
+    allocations_before_failure = -1;
+    assert_int_equal(cust.n_rules, 4);
+    assert_int_equal(customer_rule_last_fired(&cust, "rule-4"), STATE_TIME_NONE);
+    assert_int_equal(customer_rule_last_fired(&cust, "repeat_contact"), T0 + 5);
+    assert_int_equal(customer_rule_fired(&cust, "rule-4", T0 + 6), 0);
+    assert_int_equal(cust.rules_cap, 8);
+    assert_int_equal(customer_rule_last_fired(&cust, "rule-4"), T0 + 6);
 }
 
 static void out_of_memory_reading_a_document_is_not_a_bad_document(void **state)
@@ -1155,6 +1178,7 @@ int main(void)
         cmocka_unit_test_setup(contact_ring_keeps_newest_128, setup),
         cmocka_unit_test_setup(small_customer_holds_small_rings, setup),
         cmocka_unit_test_setup(out_of_memory_changes_nothing, setup),
+        cmocka_unit_test_setup(out_of_memory_recording_a_cooldown_records_nothing, setup),
         cmocka_unit_test_setup(out_of_memory_reading_a_document_is_not_a_bad_document, setup),
         cmocka_unit_test_setup(cost_to_serve_counts_each_contact_once, setup),
         cmocka_unit_test_setup(cancel_signals_from_web_and_subscription, setup),
