@@ -3,15 +3,19 @@
 Were a document serialized later than its batch's last event (a later batch having changed
 it meanwhile), a write could store a state ahead of the offset it stores with it, and a
 crash right after it would skip the later events on restart - and the alerts they had not
-delivered yet. pipeline.c serializes a batch's documents as soon as its last event is
-applied, before any later event; this test holds any change to that (an experiment that
-deferred serialization to the send needed exactly this check, see tests/bench/README.md).
+delivered yet. Were a changed document left out of a write, its applied offset would move
+past changes Redis does not hold. pipeline.c serializes documents when their write is sent;
+a document a later batch changes moves to that batch, and the earlier batch then goes only
+in one write with it (or, past a bound, the document is serialized into the earlier batch's
+write at once). This test holds both sides.
 
 4,000 events over 6 customers in 400 waves, each visit raising an alert (a rule added for
 the test, cooldown 0): batches wait for their alerts' acknowledgements and for their
 partition's write in flight, while later batches change the same customers. Redis MONITOR
 sees every MSET; in each, every document's "offset" (its customer's last applied event)
-must be below the partition's applied offset written with it."""
+must be below the partition's applied offset written with it, and once an applied offset is
+written, every customer of the partition must have a document in Redis as of its last event
+below that offset."""
 import datetime
 import json
 import os
@@ -114,24 +118,40 @@ try:
 
     prefix = ("{p:%s:" % t.topic).encode()
     ours = tuple(("{c:%s}:state" % c).encode() for c in customers)
-    writes = checked = 0
+    offsets = {}  # (partition, customer document key) -> its events' offsets, ascending
+    for ev, (p, o) in zip(events, where):
+        offsets.setdefault((p, ("{c:%s}:state" % ev["subject"]).encode()), []).append(o)
+    stored = {}  # document key -> the "offset" of the last document written
+    writes = checked = complete = 0
     for args in mon.msets:
         pairs = dict(zip(args[0::2], args[1::2]))
-        applied = [int(v) for k, v in pairs.items()
-                   if k.startswith(prefix) and k.endswith(b"}:applied")]
-        docs = {k: json.loads(v) for k, v in pairs.items() if k in ours}
-        if not docs:
+        applied_keys = [k for k in pairs if k.startswith(prefix) and k.endswith(b"}:applied")]
+        if not applied_keys:
             continue
-        check(len(applied) == 1, "a write of our documents stores one applied offset: %r" %
-              [k for k in pairs if not k.startswith(b"{c:")])
-        writes += 1
+        check(len(applied_keys) == 1, "a write stores one applied offset: %r" % applied_keys)
+        applied = int(pairs[applied_keys[0]])
+        part = int(applied_keys[0][len(prefix):-len(b"}:applied")])
+        docs = {k: json.loads(v) for k, v in pairs.items() if k in ours}
+        writes += 1 if docs else 0
         for key, doc in docs.items():
             checked += 1
-            if doc["offset"] >= applied[0]:
+            stored[key] = doc["offset"]
+            if doc["offset"] >= applied:
                 fail("%s written at offset %d with the applied offset %d: the document is "
-                     "ahead of its write" % (key.decode(), doc["offset"], applied[0]))
+                     "ahead of its write" % (key.decode(), doc["offset"], applied))
+        for (p, key), offs in offsets.items():
+            below = [o for o in offs if o < applied]
+            if p == part and below:
+                complete += 1
+                if stored.get(key, -1) < below[-1]:
+                    fail("applied offset %d written for partition %d while %s is in Redis as "
+                         "of offset %s, not %d: a write left it out" %
+                         (applied, p, key.decode(), stored.get(key), below[-1]))
     check(writes >= 2 and checked >= len(customers),
           "MONITOR saw the writes (%d writes, %d documents)" % (writes, checked))
+    check(complete >= len(customers),
+          "after each write, Redis held every customer of its partition as of its last event "
+          "below the applied offset (%d checks)" % complete)
     last = {}
     for ev, (_, offset) in zip(events, where):
         last[ev["subject"]] = max(last.get(ev["subject"], -1), offset)
