@@ -402,6 +402,11 @@ static int batch_build_write(pipeline_t *p, batch_t *b)
     return 0;
 }
 
+static const doc_ops_t *entry_ops(const pipeline_t *p, const cache_entry_t *e)
+{
+    return strncmp(e->subject, "agent:", 6) == 0 ? p->opts.agent_ops : p->opts.customer_ops;
+}
+
 /* Serializes e's document as it is now into b's write (built first if need be): as of b's
  * last event, which the caller makes sure of. Straight into the write's buffer. */
 static int write_document(pipeline_t *p, batch_t *b, cache_entry_t *e)
@@ -410,9 +415,7 @@ static int write_document(pipeline_t *p, batch_t *b, cache_entry_t *e)
         return -1;
     store_write_t *w = b->write;
     size_t before = store_write_bytes(w);
-    const doc_ops_t *ops = e->subject[0] == 'a' && strncmp(e->subject, "agent:", 6) == 0
-                               ? p->opts.agent_ops
-                               : p->opts.customer_ops;
+    const doc_ops_t *ops = entry_ops(p, e);
     char key[STORE_KEY_MAX];
     size_t len = 0, room = DOC_BYTES_FIRST < p->max_doc_bytes ? DOC_BYTES_FIRST
                                                               : p->max_doc_bytes;
@@ -1010,11 +1013,6 @@ void pipeline_on_delivery(kafka_producer_t *prod, rd_kafka_resp_err_t err, void 
         b->deliveries--;
         batch_progress(b);
     }
-}
-
-static const doc_ops_t *entry_ops(const pipeline_t *p, const cache_entry_t *e)
-{
-    return strncmp(e->subject, "agent:", 6) == 0 ? p->opts.agent_ops : p->opts.customer_ops;
 }
 
 /* Keeps e in the cache's watch list while its document asks for the periodic scan. */
