@@ -38,6 +38,8 @@
                                    until serialized */
 #define WRITE_SPARE_MAX_CAPACITY (2 * 1024 * 1024)
 
+enum { HOLD_LOADS, HOLD_WRITES, HOLD_REASONS }; /* why the consumer is held */
+
 typedef enum {
     PARTITION_UNASSIGNED,
     PARTITION_CLAIMING,   /* assigned by the group; claim in Redis under way (or to retry) */
@@ -132,6 +134,9 @@ struct pipeline {
     size_t deliveries_live;
     delivery_t *retry_head;
     bool held;
+    int held_reason;          /* HOLD_LOADS or HOLD_WRITES: why, when it began */
+    uint64_t held_since_ns;   /* uv_hrtime when it began */
+    double held_s[HOLD_REASONS]; /* time held by reason, finished holds */
     bool joined; /* the group has given this engine its first assignment (possibly empty) */
     uv_check_t seal_check;
     uv_idle_t pump_idle;
@@ -221,11 +226,21 @@ static void item_release(pipeline_t *p, item_t *it)
     p->n_free_items++;
 }
 
+/* The consumer is held while too many events wait for their documents to load, or too many
+ * bytes of writes wait to be sent: the time held, by reason, tells an operator (and the
+ * benchmark) whether the engine waits for Redis. */
 static void update_hold(pipeline_t *p)
 {
-    bool hold = p->queued >= p->opts.max_queued_events ||
-                p->bytes_pending > WRITES_PENDING_MAX_BYTES;
+    bool by_writes = p->bytes_pending > WRITES_PENDING_MAX_BYTES;
+    bool hold = by_writes || p->queued >= p->opts.max_queued_events;
     if (hold != p->held && p->consumer) {
+        uint64_t now = uv_hrtime();
+        if (hold) {
+            p->held_reason = by_writes ? HOLD_WRITES : HOLD_LOADS;
+            p->held_since_ns = now;
+        } else {
+            p->held_s[p->held_reason] += (double)(now - p->held_since_ns) / 1e9;
+        }
         p->held = hold;
         kafka_consumer_hold(p->consumer, hold);
     }
@@ -1408,6 +1423,24 @@ static double read_in_flight(void *ctx)
     return (double)pipeline_in_flight(ctx);
 }
 
+static double held_seconds(const pipeline_t *p, int reason)
+{
+    double s = p->held_s[reason];
+    if (p->held && p->held_reason == reason)
+        s += (double)(uv_hrtime() - p->held_since_ns) / 1e9;
+    return s;
+}
+
+static double read_held_loads(void *ctx)
+{
+    return held_seconds(ctx, HOLD_LOADS);
+}
+
+static double read_held_writes(void *ctx)
+{
+    return held_seconds(ctx, HOLD_WRITES);
+}
+
 int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
 {
     pipeline_t *p = calloc(1, sizeof *p);
@@ -1428,6 +1461,13 @@ int pipeline_new(pipeline_t **out, const pipeline_options_t *opts)
                      "Documents held in memory.", NULL, read_cached, p);
     metrics_gauge_fn(opts->metrics, "integral_engine_in_flight",
                      "Events and batches not yet acknowledged.", NULL, read_in_flight, p);
+    static const char held_help[] =
+        "Seconds the consumer was held since the start: events waiting for their documents "
+        "to load (loads), or writes waiting to be sent (writes).";
+    metrics_gauge_fn(opts->metrics, "integral_engine_consumer_held_seconds", held_help,
+                     "reason=\"loads\"", read_held_loads, p);
+    metrics_gauge_fn(opts->metrics, "integral_engine_consumer_held_seconds", held_help,
+                     "reason=\"writes\"", read_held_writes, p);
     uv_check_init(opts->loop, &p->seal_check);
     uv_idle_init(opts->loop, &p->pump_idle);
     uv_timer_init(opts->loop, &p->retry_timer);

@@ -75,6 +75,8 @@ def cpu_window(run, start, end):
         "redis_info_s": info("used_cpu_user") + info("used_cpu_sys"),
         "redis_info_children_s": info("used_cpu_user_children") + info("used_cpu_sys_children"),
         "broker_s": ticks("broker", ["utime", "stime"]),
+        "machine_idle_share": (b["machine_idle"] - a["machine_idle"]) /
+        max(1.0, b["machine_total"] - a["machine_total"]) if "machine_idle" in a else None,
         "aof_rewrites": b.get("redis_aof_rewrites", 0) - a.get("redis_aof_rewrites", 0),
         "aof_rewrite_in_progress_at_end": b.get("redis_aof_rewrite_in_progress", 0),
     }
@@ -182,6 +184,9 @@ def main():
         "documents_per_event": round(docs1 / events1, 3) if events1 else None,
         "events_per_batch_write": round(events1 / writes1, 1) if writes1 else None,
         "loads": int(delta(m1a, m1b, "integral_engine_loads_total")),
+        "consumer_held_s": {k.strip('"'): round(v - by_label(
+            m1b, "integral_engine_consumer_held_seconds", "reason").get(k, 0), 2)
+            for k, v in by_label(m1a, "integral_engine_consumer_held_seconds", "reason").items()},
         "alerts": {k: int(v) for k, v in alerts1.items() if v},
         "engine_vmhwm_mb": round(mem1.get("engine_vmhwm_kb", 0) / 1024, 1),
         "redis_used_memory_mb": round(mem1.get("redis_used_memory", 0) / 1048576, 1),
@@ -338,6 +343,8 @@ def main():
     if "cpu" in p1:
         c, u = p1["cpu"], p1["cpu_us_per_event"]
         add("CPU window", "%.2f s" % c["window_s"])
+        if c.get("machine_idle_share") is not None:
+            add("machine idle (all cores)", "%.1f %%" % (100 * c["machine_idle_share"]))
         add("engine CPU", "%.2f s = %s us/event (system %.2f s)" % (
             c["engine_s"], u["engine"], c["engine_sys_s"]))
         if c.get("engine_page_faults") is not None:
@@ -356,6 +363,10 @@ def main():
     if not failed_phase:
         add("documents written per event", "%s (%s events per batch write)" % (
             fmt(p1["documents_per_event"]), fmt(p1["events_per_batch_write"])))
+        if p1["consumer_held_s"]:
+            add("engine's consumer held", ", ".join(
+                "%s %.1f s" % kv_ for kv_ in sorted(p1["consumer_held_s"].items())) +
+                " (writes: waiting for Redis to take them)")
         add("engine peak RSS (VmHWM)", "%s MiB" % p1["engine_vmhwm_mb"])
         add("redis used_memory (rss)", "%s MiB (%s MiB), %d keys" % (
             p1["redis_used_memory_mb"], p1["redis_used_memory_rss_mb"], p1["redis_keys"]))

@@ -119,6 +119,10 @@ cpu_snapshot() {
     local out=$RUN/cpu.$1 name pid
     {
         cpu_clock_lines
+        # the machine's idle and total ticks over every core: is a phase short of CPU, or
+        # are its processes waiting for each other?
+        awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i
+                       print "machine_idle=" $5 + $6; print "machine_total=" t }' /proc/stat
         for name in engine redis broker; do
             case $name in
             engine) pid=$ENGINE_PID ;; redis) pid=$REDIS_PID ;; broker) pid=$BROKER_PID ;;
