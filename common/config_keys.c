@@ -37,6 +37,10 @@ const config_key_t kafka_config_keys[KAFKA_CONFIG_N_KEYS] = {
      "1000", 10, 60000, NULL, "How often stored (processed) offsets are committed."},
     {"kafka.batch_max", CONFIG_INT, offsetof(kafka_config_t, batch_max), "1000", 1, 100000,
      NULL, "Messages handed to the application per loop wakeup before other I/O runs."},
+    {"kafka.batch_budget_us", CONFIG_INT, offsetof(kafka_config_t, batch_budget_us), "2000", 100,
+     1000000, NULL,
+     "Longest a loop wakeup spends handing messages to the application (checked every 16) "
+     "before other I/O runs: bounds how long a Redis reply or a timer waits behind a backlog."},
     {"kafka.drain_timeout_ms", CONFIG_INT, offsetof(kafka_config_t, drain_timeout_ms), "10000",
      0, 600000, NULL, "On shutdown, how long the producer waits for outstanding deliveries."},
     {"kafka.linger_ms", CONFIG_INT, offsetof(kafka_config_t, linger_ms), "1", 0, 1000, NULL,

@@ -27,6 +27,7 @@ typedef struct {
     long fetch_wait_max_ms;
     long commit_interval_ms;
     long batch_max;         /* messages handed to the application per loop wakeup */
+    long batch_budget_us;   /* ... and the longest that may take */
     long drain_timeout_ms;  /* producer: how long shutdown waits for delivery reports */
     long linger_ms;
 } kafka_config_t;
@@ -44,7 +45,7 @@ typedef struct {
 enum {
     LOG_CONFIG_N_KEYS = 2,
     HTTP_CONFIG_N_KEYS = 3,
-    KAFKA_CONFIG_N_KEYS = 8,
+    KAFKA_CONFIG_N_KEYS = 9,
     REDIS_CONFIG_N_KEYS = 6,
 };
 

@@ -122,6 +122,7 @@ struct kafka_consumer {
     kafka_consumer_handlers_t handlers;
     void *data;
     long batch_max;
+    uint64_t batch_budget_ns; /* 0: no time bound */
     bool hold;
     bool closing;
     int open_handles;
@@ -248,15 +249,25 @@ static void consumer_finish_close(kafka_consumer_t *c)
     uv_close((uv_handle_t *)&c->tick, on_consumer_handle_closed);
 }
 
+/* Hands queued messages to the application: at most batch_max, and for at most the time
+ * budget (read every CONSUMER_CLOCK_EVERY messages), so that a backlog does not keep the
+ * loop from other I/O: a reply the application waits for (its Redis write, say) would
+ * otherwise wait a whole batch - ~10 ms for 1,000 events in the engine's benchmark, with
+ * Redis idle meanwhile. The rest is served on the next loop iteration (on_rearm). */
+#define CONSUMER_CLOCK_EVERY 16
+
 static void consumer_serve(kafka_consumer_t *c)
 {
     long served = 0;
+    uint64_t until = c->batch_budget_ns ? uv_hrtime() + c->batch_budget_ns : UINT64_MAX;
     while ((!c->hold || c->closing) && served < c->batch_max) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
         if (!m)
             break;
         consumer_handle(c, m);
         served++;
+        if (served % CONSUMER_CLOCK_EVERY == 0 && uv_hrtime() >= until)
+            break;
     }
     if (c->closing && rd_kafka_consumer_closed(c->rk)) {
         if (c->open_handles == 0)
@@ -360,6 +371,7 @@ int kafka_consumer_new(kafka_consumer_t **out, uv_loop_t *loop, const kafka_conf
     c->handlers = *handlers;
     c->data = data;
     c->batch_max = cfg->batch_max;
+    c->batch_budget_ns = (uint64_t)cfg->batch_budget_us * 1000;
     c->rk = consumer_rk_new(c, cfg, group, err, errlen);
     if (!c->rk || pipe2(c->pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0) {
         if (c->rk) {
