@@ -25,9 +25,7 @@ typedef struct cache_entry {
     int32_t partition;
     cache_state_t state;
     unsigned pins;    /* work that refers to this entry; > 0 means not evictable */
-    uint64_t batch_id; /* the last batch this entry was marked dirty in (pipeline.c) */
-    void *dirty_in;    /* the batch whose write is to hold this document, not serialized yet
-                          (pipeline.c), or NULL */
+    uint64_t batch_id; /* the last batch this entry was written into (pipeline.c) */
     struct cache_entry *watch_prev, *watch_next; /* in the watch list (cache_watch) */
     bool watched;
     void *doc;        /* customer_t * or agent_t *, owned by the cache */

@@ -33,9 +33,6 @@
 #define WRITES_IN_FLIGHT_MAX_BYTES (4 * 1024 * 1024)
 #define WRITES_PENDING_MAX_BYTES (64 * 1024 * 1024) /* built, not sent: past it, hold the consumer */
 #define WRITES_SPARE 128            /* recycled store writes (their buffers) */
-#define CHAIN_MAX_BATCHES 64 /* unsent batches one write may have to take together */
-#define DOC_BYTES_ESTIMATE 1400 /* a document and its key (the benchmark's average), pending
-                                   until serialized */
 #define WRITE_SPARE_MAX_CAPACITY (2 * 1024 * 1024)
 
 enum { HOLD_LOADS, HOLD_WRITES, HOLD_REASONS }; /* why the consumer is held */
@@ -58,8 +55,6 @@ typedef struct partition {
     bool assign_pending;     /* claimed for a deferred group assignment */
     batch_t *open;           /* collecting this loop iteration's messages */
     batch_t *head, *tail;    /* sealed batches, oldest first */
-    uint64_t next_seq;       /* the next batch's number in this partition */
-    uint64_t unsent_seq;     /* the first batch not sent yet */
     struct flight *flight;   /* the partition's write in flight (NULL: none) */
     bool waiting_bytes;      /* in the pipeline's queue of writes waiting for room */
     bool said_log_behind;    /* since the claim: warn_if_log_behind logged */
@@ -77,8 +72,6 @@ struct batch {
     pipeline_t *pipeline;
     partition_t *partition; /* NULL once orphaned */
     uint64_t id;
-    uint64_t seq;           /* its number in its partition */
-    uint64_t must_reach;    /* it goes in one write with every batch up to this seq */
     int64_t last_offset;
     unsigned queued;        /* its events still in the apply queue */
     unsigned deliveries;    /* alerts and dead letters not yet acknowledged */
@@ -89,7 +82,6 @@ struct batch {
     store_write_t *queue_ops; /* live-queue operations raised so far: becomes the write */
     cache_entry_t **dirty;  /* documents changed by this batch (pinned) */
     size_t n_dirty, cap_dirty;
-    size_t n_waiting;       /* of those, the ones waiting in it to be serialized (dirty_in) */
     batch_t *next;
 };
 
@@ -258,7 +250,6 @@ static batch_t *batch_new(pipeline_t *p, partition_t *part)
     b->pipeline = p;
     b->partition = part;
     b->id = ++p->next_batch_id;
-    b->seq = b->must_reach = part->next_seq++;
     b->last_offset = -1;
     p->batches_live++;
     if (part->tail)
@@ -271,14 +262,11 @@ static batch_t *batch_new(pipeline_t *p, partition_t *part)
 
 static void batch_unpin_dirty(batch_t *b)
 {
-    for (size_t i = 0; i < b->n_dirty; i++) {
-        if (b->dirty[i]->dirty_in == b)
-            b->dirty[i]->dirty_in = NULL;
+    for (size_t i = 0; i < b->n_dirty; i++)
         b->dirty[i]->pins--;
-    }
     free(b->dirty);
     b->dirty = NULL;
-    b->n_dirty = b->cap_dirty = b->n_waiting = 0;
+    b->n_dirty = b->cap_dirty = 0;
 }
 
 static store_write_t *write_alloc(pipeline_t *p, partition_t *part, int64_t next_offset)
@@ -326,42 +314,10 @@ static void batch_release_if_orphan(batch_t *b)
         batch_free(b);
 }
 
-static int batch_build_write(pipeline_t *p, batch_t *b);
-static int write_document(pipeline_t *p, batch_t *b, cache_entry_t *e);
-
-/* One document fewer waits in b: its estimate leaves the write's pending bytes. */
-static void batch_forget_waiting(batch_t *b)
-{
-    b->n_waiting--;
-    if (b->write) {
-        b->write_bytes -= DOC_BYTES_ESTIMATE;
-        b->pipeline->bytes_pending -= DOC_BYTES_ESTIMATE;
-    }
-}
-
-/* An event of batch b changes e. Documents are serialized when their write is sent, not when
- * their batch ends: most of a batch's documents are changed again by a later batch that goes
- * in the same write, and were serialized for nothing (0.95 serializations per event against
- * 0.62 documents written in the benchmark). A document waiting in an earlier batch (prev)
- * is either moved to b, and prev then may only go in one write with b (must_reach: the
- * document written with prev's applied offset is then never ahead of the applied offset
- * written with it, and never ahead of an alert not acknowledged), or - when that would tie
- * more than CHAIN_MAX_BATCHES unsent batches together - serialized into prev's write now. */
 static int batch_mark_dirty(batch_t *b, cache_entry_t *e)
 {
     if (e->batch_id == b->id)
         return 0;
-    batch_t *prev = e->dirty_in;
-    if (prev && prev != b) {
-        if (b->seq - b->partition->unsent_seq < CHAIN_MAX_BATCHES) {
-            if (prev->must_reach < b->seq)
-                prev->must_reach = b->seq;
-            batch_forget_waiting(prev);
-            e->dirty_in = NULL;
-        } else if (write_document(b->pipeline, prev, e) < 0) {
-            return -1;
-        }
-    }
     if (b->n_dirty == b->cap_dirty) {
         size_t cap = b->cap_dirty ? b->cap_dirty * 2 : 16;
         cache_entry_t **d = realloc(b->dirty, cap * sizeof *d);
@@ -371,9 +327,7 @@ static int batch_mark_dirty(batch_t *b, cache_entry_t *e)
         b->cap_dirty = cap;
     }
     b->dirty[b->n_dirty++] = e;
-    b->n_waiting++;
     e->batch_id = b->id;
-    e->dirty_in = b;
     e->pins++;
     return 0;
 }
@@ -385,7 +339,6 @@ static void partition_orphan_batches(partition_t *part)
 {
     batch_t *b = part->head;
     part->head = part->tail = part->open = NULL;
-    part->unsent_seq = part->next_seq;
     part->flight = NULL; /* it still completes: its batches stay alive until then */
     while (b) {
         batch_t *next = b->next;
@@ -397,11 +350,11 @@ static void partition_orphan_batches(partition_t *part)
     }
 }
 
-/* The batch's write, once all its events are applied: its live-queue and timeline
- * operations (b->queue_ops, which becomes the write) and its applied offset. Its documents
- * are serialized into it when it is sent (batch_write_documents), or earlier when a later
- * batch changes one that cannot wait (batch_mark_dirty); until then they count in the
- * pending bytes at DOC_BYTES_ESTIMATE each. */
+/* Serializes every document the batch changed into its write: the documents as they are
+ * now, which is as of the batch's last event (later events wait behind it in the queue).
+ * Each is serialized straight into the write's buffer. The live-queue operations raised by
+ * the batch are already in b->queue_ops, which becomes the write (the command puts the
+ * documents first). */
 static int batch_build_write(pipeline_t *p, batch_t *b)
 {
     partition_t *part = b->partition;
@@ -412,62 +365,33 @@ static int batch_build_write(pipeline_t *p, batch_t *b)
     else if (!(w = write_alloc(p, part, b->last_offset + 1)))
         return -1;
     b->write = w;
-    b->write_bytes = store_write_bytes(w) + b->n_waiting * DOC_BYTES_ESTIMATE;
-    p->bytes_pending += b->write_bytes;
-    return 0;
-}
-
-static const doc_ops_t *entry_ops(const pipeline_t *p, const cache_entry_t *e)
-{
-    return strncmp(e->subject, "agent:", 6) == 0 ? p->opts.agent_ops : p->opts.customer_ops;
-}
-
-/* Serializes e's document as it is now into b's write (built first if need be): as of b's
- * last event, which the caller makes sure of. Straight into the write's buffer. */
-static int write_document(pipeline_t *p, batch_t *b, cache_entry_t *e)
-{
-    if (!b->write && batch_build_write(p, b) < 0)
-        return -1;
-    store_write_t *w = b->write;
-    size_t before = store_write_bytes(w);
-    const doc_ops_t *ops = entry_ops(p, e);
-    char key[STORE_KEY_MAX];
-    size_t len = 0, room = DOC_BYTES_FIRST < p->max_doc_bytes ? DOC_BYTES_FIRST
-                                                              : p->max_doc_bytes;
-    char *at = NULL;
-    int rc = ops->key(key, sizeof key, e->subject);
-    if (rc >= 0) {
-        at = store_write_begin(w, key, room);
-        rc = at ? ops->serialize(e->doc, at, room, &len, p->opts.doc_ctx) : -1;
-    }
-    if (rc < 0 && at && room < p->max_doc_bytes) { /* a large one: all the room allowed */
-        room = p->max_doc_bytes;
-        at = store_write_begin(w, key, room);
-        rc = at ? ops->serialize(e->doc, at, room, &len, p->opts.doc_ctx) : -1;
-    }
-    if (rc < 0) {
-        log_error("engine: cannot serialize %s %s", ops->kind, e->subject);
-        return -1;
-    }
-    store_write_commit(w, len);
-    size_t grown = store_write_bytes(w) - before;
-    b->write_bytes += grown;
-    p->bytes_pending += grown;
-    if (e->dirty_in == b) {
-        batch_forget_waiting(b);
-        e->dirty_in = NULL;
-    }
-    return 0;
-}
-
-/* The documents still waiting in b, into its write; then they are no longer b's to pin.
- * Each is as of b's last event: one changed since is waiting in a later batch (it was
- * moved there), and that batch goes in the same write (must_reach). */
-static int batch_write_documents(pipeline_t *p, batch_t *b)
-{
-    for (size_t i = 0; i < b->n_dirty; i++)
-        if (b->dirty[i]->dirty_in == b && write_document(p, b, b->dirty[i]) < 0)
+    for (size_t i = 0; i < b->n_dirty; i++) {
+        cache_entry_t *e = b->dirty[i];
+        const doc_ops_t *ops = e->subject[0] == 'a' && strncmp(e->subject, "agent:", 6) == 0
+                                   ? p->opts.agent_ops
+                                   : p->opts.customer_ops;
+        char key[STORE_KEY_MAX];
+        size_t len = 0, room = DOC_BYTES_FIRST < p->max_doc_bytes ? DOC_BYTES_FIRST
+                                                                  : p->max_doc_bytes;
+        char *at = NULL;
+        int rc = ops->key(key, sizeof key, e->subject);
+        if (rc >= 0) {
+            at = store_write_begin(w, key, room);
+            rc = at ? ops->serialize(e->doc, at, room, &len, p->opts.doc_ctx) : -1;
+        }
+        if (rc < 0 && at && room < p->max_doc_bytes) { /* a large one: all the room allowed */
+            room = p->max_doc_bytes;
+            at = store_write_begin(w, key, room);
+            rc = at ? ops->serialize(e->doc, at, room, &len, p->opts.doc_ctx) : -1;
+        }
+        if (rc < 0) {
+            log_error("engine: cannot serialize %s %s", ops->kind, e->subject);
             return -1;
+        }
+        store_write_commit(w, len);
+    }
+    b->write_bytes = store_write_bytes(w);
+    p->bytes_pending += b->write_bytes;
     batch_unpin_dirty(b);
     return 0;
 }
@@ -508,32 +432,19 @@ static void partition_send_writes(pipeline_t *p, partition_t *part)
         return;
     }
     size_t n = 0, bytes = 0;
-    uint64_t need = first->seq, last = first->seq;
     for (batch_t *b = first; b && b != part->open; b = b->next) {
         if (!b->write || b->deliveries > 0 || b->written || b->write_in_flight)
             break;
-        size_t size = b->write_bytes;
-        if (n > 0 && bytes + size > WRITE_MAX_BYTES && last >= need)
+        size_t size = store_write_bytes(b->write);
+        if (n > 0 && bytes + size > WRITE_MAX_BYTES)
             break;
         n++;
         bytes += size;
-        last = b->seq;
-        if (b->must_reach > need)
-            need = b->must_reach;
     }
-    if (last < need)
-        return; /* it must go with a batch not ready yet, which comes back here when it is */
     /* Room among the writes in flight, first come first served. */
     if (p->bytes_in_flight > 0 && p->bytes_in_flight + bytes > WRITES_IN_FLIGHT_MAX_BYTES) {
         wait_for_room(p, part);
         return;
-    }
-    batch_t *b = first;
-    for (size_t i = 0; i < n; i++, b = b->next) {
-        if (batch_write_documents(p, b) < 0) {
-            partition_resync(p, part, "cannot serialize a document");
-            return;
-        }
     }
     flight_t *f = malloc(sizeof *f + n * sizeof f->batches[0]);
     store_write_t **ws = malloc(n * sizeof *ws);
@@ -544,12 +455,11 @@ static void partition_send_writes(pipeline_t *p, partition_t *part)
         return;
     }
     *f = (flight_t){.pipeline = p, .bytes = bytes, .n = n};
-    b = first;
+    batch_t *b = first;
     for (size_t i = 0; i < n; i++, b = b->next) {
         f->batches[i] = b;
         ws[i] = b->write;
     }
-    part->unsent_seq = last + 1;
     size_t docs = 0;
     int rc = store_write_send_many(p->writer, ws, n, on_write_done, f, &docs);
     for (size_t i = 0; i < n; i++) {
@@ -1028,6 +938,11 @@ void pipeline_on_delivery(kafka_producer_t *prod, rd_kafka_resp_err_t err, void 
         b->deliveries--;
         batch_progress(b);
     }
+}
+
+static const doc_ops_t *entry_ops(const pipeline_t *p, const cache_entry_t *e)
+{
+    return strncmp(e->subject, "agent:", 6) == 0 ? p->opts.agent_ops : p->opts.customer_ops;
 }
 
 /* Keeps e in the cache's watch list while its document asks for the periodic scan. */

@@ -642,12 +642,11 @@ static int resp_header(resp_t *b, size_t argc, const char *name)
  *
  * Pacing: while less than PACE_BYTES is queued, a transaction starts at most every pace_ms
  * (STORE_PACE_MS). At moderate rates a transaction otherwise carries a few events (2.7 at
- * 4,000 events/s over 64 partitions in the benchmark; 9.2 paced) and its fixed part - WATCH,
- * MGET, MULTI, EXEC, two round trips, Redis's reads, AOF write and wakeups, the engine's
- * replies - is most of what each event costs. Alerts do not wait for it (they are produced
- * when the event is applied); the applied offset and the state other services read become
- * visible up to pace_ms later. Measured at 4,000 events/s (tests/bench/README.md): Redis
- * 52.0 / 53.5 -> 42.1 / 42.3 us per event.
+ * 4,000 events/s over 64 partitions in the benchmark; 9.2 paced) and its fixed part - WATCH, MGET, MULTI, EXEC, two round trips, Redis's reads,
+ * AOF write and wakeups, the engine's replies - is most of what each event costs. Alerts do
+ * not wait for it (they are produced when the event is applied); the applied offset and the
+ * state other services read become visible up to pace_ms later. Measured at 4,000 events/s
+ * (tests/bench/README.md): Redis 52.0 / 53.5 -> 42.1 / 42.3 us per event.
  * ---------------------------------------------------------------------------------------- */
 
 #define ABORTS_MAX 16 /* EXEC aborted this many times in a row: give up (re-sync) */
