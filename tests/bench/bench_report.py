@@ -52,6 +52,18 @@ def hist_summary(buckets):
     }
 
 
+def fmt(v, unit=""):
+    return "-" if v is None else "%s%s" % (v, unit)
+
+
+def hist_text(h, within=True):
+    """A histogram summary (hist_summary) as one line of the report."""
+    text = "n=%s p50 %s p90 %s p99 %s ms, max <= %s ms" % (
+        h.get("count"), fmt(h.get("p50_ms")), fmt(h.get("p90_ms")), fmt(h.get("p99_ms")),
+        fmt(h.get("max_le_ms")))
+    return text + (", %s within 5 ms" % fmt(h.get("share_le_5ms")) if within else "")
+
+
 def faults(a, b, who):
     """Minor page faults of process WHO between snapshots a and b (None if not recorded)."""
     key = who + "_minflt"
@@ -184,7 +196,7 @@ def main():
         "documents_per_event": round(docs1 / events1, 3) if events1 else None,
         "events_per_batch_write": round(events1 / writes1, 1) if writes1 else None,
         "loads": int(delta(m1a, m1b, "integral_engine_loads_total")),
-        "consumer_held_s": {k.strip('"'): round(v - by_label(
+        "consumer_held_s": {k: round(v - by_label(
             m1b, "integral_engine_consumer_held_seconds", "reason").get(k, 0), 2)
             for k, v in by_label(m1a, "integral_engine_consumer_held_seconds", "reason").items()},
         "alerts": {k: int(v) for k, v in alerts1.items() if v},
@@ -303,7 +315,6 @@ def main():
     # ---------------- Table
     rows = []
     add = lambda k, v: rows.append((k, v))
-    fmt = lambda v, unit="": "-" if v is None else ("%s%s" % (v, unit))
     add("run", run)
     add("params", "%d events, %d customers, %d partitions, AOF %s, fetch wait %s ms, "
         "redis timeout %s, seed %d, phase 2 produced in %s ms ticks" % (
@@ -382,25 +393,18 @@ def main():
         if p2["completion_criterion"] != "applied":
             add("all applied", "no: engine idle with %d partitions' applied offsets %d messages behind" % (
                 p2["applied_behind_partitions"], p2["applied_behind_messages"]))
-        h = p2["alert_latency_histogram"]
-        add("alert latency, engine histogram", "n=%s p50 %s p90 %s p99 %s ms, max <= %s ms, %s within 5 ms" % (
-            h.get("count"), fmt(h.get("p50_ms")), fmt(h.get("p90_ms")), fmt(h.get("p99_ms")),
-            fmt(h.get("max_le_ms")), fmt(h.get("share_le_5ms"))))
-        h = p2.get("alert_build_latency_histogram", {})
-        add("  of which in the engine", "n=%s p50 %s p90 %s p99 %s ms, max <= %s ms, %s within 5 ms "
-            "(event taken from the consumer -> alert handed to Kafka)" % (
-            h.get("count"), fmt(h.get("p50_ms")), fmt(h.get("p90_ms")), fmt(h.get("p99_ms")),
-            fmt(h.get("max_le_ms")), fmt(h.get("share_le_5ms"))))
+        add("alert latency, engine histogram", hist_text(p2["alert_latency_histogram"]))
+        add("  of which in the engine",
+            hist_text(p2.get("alert_build_latency_histogram", {})) +
+            " (event taken from the consumer -> alert handed to Kafka)")
         pr = p2["alert_probe"]
         for key, label in (("kafka_ms", "alert probe, Kafka ts - event ts"),
                            ("received_ms", "alert probe, received - event ts")):
             q = pr.get(key, {})
             add(label, "n=%s p50 %s p90 %s p99 %s max %s ms" % (
                 q.get("count"), *(fmt(round(q[k], 2) if k in q else None) for k in ("p50", "p90", "p99", "max"))))
-        h = p2["consume_latency_histogram"]
-        add("event -> processed, engine histogram", "n=%s p50 %s p90 %s p99 %s ms, max <= %s ms" % (
-            h.get("count"), fmt(h.get("p50_ms")), fmt(h.get("p90_ms")), fmt(h.get("p99_ms")),
-            fmt(h.get("max_le_ms"))))
+        add("event -> processed, engine histogram",
+            hist_text(p2["consume_latency_histogram"], within=False))
         if "cpu_us_per_event" in p2:
             u = p2["cpu_us_per_event"]
             add("CPU at this rate", "engine %s, redis %s, broker %s, producer %s us/event" % (
